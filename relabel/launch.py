@@ -1,0 +1,106 @@
+"""The experiment launcher: one registry mapping experiment ids to the code that produces their records.
+
+Section folders (`pretrain/`, `eval_real/`, ...) register experiments in their `experiments.py` with
+`@register(...)`; `results.make` asks the registry to run whatever a table's missing cells need. An experiment is
+a config at a scale; its run function receives a `RunContext` (scale, seed, which evaluators' records are missing,
+where to write records and files) and appends one record per evaluator with `relabel.records.append`. Runs must be
+resumable: a run killed half-way and started again continues from its own checkpoints in `ctx.workdir`.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from relabel import records as R
+
+# Modules that register experiments. Imported lazily by `discover()`; a section that does not exist yet is skipped.
+SECTION_MODULES = ("pretrain.experiments", "eval_real.experiments", "robustness.experiments",
+                   "transfer.experiments", "multilabel_coco.experiments")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    experiment: str
+    scale: str
+    seed: int
+    evaluators: frozenset  # evaluators whose records are missing; the run may write others too
+    records: Path  # the JSONL file to append to
+    workdir: Path  # runs/<scale>/<experiment>/seed<seed>: checkpoints, label stores, logs
+
+    def append(self, record: dict) -> None:
+        R.append(self.records, record)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    id: str
+    evaluators: frozenset
+    run: Callable[[RunContext], None]
+    doc: str = ""
+
+
+_REGISTRY: dict[str, Experiment] = {}
+_DISCOVERED = False
+
+
+def register(experiment_id: str, evaluators, doc: str = ""):
+    """Decorator: `fn(ctx)` produces records of `evaluators` for `experiment_id`."""
+    def deco(fn):
+        if experiment_id in _REGISTRY and _REGISTRY[experiment_id].run is not fn:
+            raise ValueError(f"experiment '{experiment_id}' is registered twice")
+        _REGISTRY[experiment_id] = Experiment(experiment_id, frozenset(evaluators), fn, doc or (fn.__doc__ or ""))
+        return fn
+    return deco
+
+
+def discover() -> dict[str, Experiment]:
+    """Imports every section's experiments module once and returns the registry."""
+    global _DISCOVERED
+    if not _DISCOVERED:
+        for name in SECTION_MODULES:
+            try:
+                importlib.import_module(name)
+            except ModuleNotFoundError as e:
+                if e.name not in (name, name.split(".")[0]):  # a real missing dependency inside the module
+                    raise
+        _DISCOVERED = True
+    return dict(_REGISTRY)
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get("RELABEL_RUNS", R.REPO_ROOT / "runs"))
+
+
+def workdir(experiment_id: str, scale: str, seed: int) -> Path:
+    return runs_root() / scale / experiment_id / f"seed{seed}"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One experiment at one seed, with the evaluators whose records a table still lacks."""
+    experiment: str
+    seed: int
+    evaluators: frozenset
+    registered: bool
+
+
+def plan(missing_sources: list, registry: dict) -> list[Job]:
+    """Groups missing (source, seed) pairs into one job per (experiment, seed)."""
+    want: dict = {}
+    for src, seed in missing_sources:
+        want.setdefault((src.experiment, seed), set()).add(src.evaluator)
+    return [Job(e, s, frozenset(ev), e in registry) for (e, s), ev in sorted(want.items())]
+
+
+def run_job(job: Job, scale: str, records_path: Path, registry: dict) -> None:
+    exp = registry[job.experiment]
+    unknown = job.evaluators - exp.evaluators
+    if unknown:
+        raise ValueError(f"experiment '{job.experiment}' cannot produce evaluator(s) {sorted(unknown)}; "
+                         f"it produces {sorted(exp.evaluators)}")
+    wd = workdir(job.experiment, scale, job.seed)
+    wd.mkdir(parents=True, exist_ok=True)
+    exp.run(RunContext(job.experiment, scale, job.seed, job.evaluators, records_path, wd))

@@ -1,0 +1,134 @@
+"""`python -m results.make TARGET...`: run what a table's missing cells need, then render it (the make targets).
+
+For each target it reads the run records of the scale, lists the (experiment, seed) jobs whose records are missing,
+runs the registered ones through `relabel.launch`, and renders the table to results/rendered/<scale>/. A job whose
+experiment is not registered yet is named with the issue that fills it, and the command exits non-zero; the table
+is still rendered with "—" in those cells, never with invented values.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from relabel import launch
+from relabel import records as R
+from results import render, tables
+
+RENDER_ROOT = Path(__file__).resolve().parent / "rendered"
+DEFAULT_SEEDS = (0,)
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one sentence, exit status 2."""
+
+
+def parse_seeds(text: str | None):
+    if not text:
+        return None
+    try:
+        return tuple(int(s) for s in text.replace(" ", "").split(",") if s != "")
+    except ValueError:
+        raise UsageError(f"--seeds must be comma-separated integers like 0,1,2, got '{text}'") from None
+
+
+def load_records(paths):
+    try:
+        return R.read_many(paths)
+    except R.RecordError as e:
+        raise UsageError(str(e)) from None
+
+
+def missing_sources(computed: render.Computed, seeds):
+    out = []
+    for _row, _col, src, lacking in computed.missing:
+        for seed in (seeds if lacking == ["any"] else lacking):
+            out.append((src, seed))
+    return out
+
+
+def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_root=RENDER_ROOT,
+         log=print, run=True, summary=None) -> int:
+    """Runs and renders targets; returns the exit status (0 all done, 3 some experiments not registered).
+
+    Raises UsageError for an unknown target, a missing records file or a damaged record.
+
+    With run=False nothing is executed and missing cells are only listed (the demo renders every table so).
+    `summary`, if a list, receives (name, filled cells, total cells, markdown path) per target.
+    """
+    specs = []
+    for name in targets:
+        try:
+            specs.append(tables.get(name))
+        except tables.UnknownTable as e:
+            raise UsageError(e.args[0]) from None
+    main_records = R.default_records_path(scale)
+    paths = [main_records, *[Path(p) for p in record_paths]]
+    for p in record_paths:
+        if not Path(p).is_file():
+            raise UsageError(f"records file '{p}' does not exist")
+    run_seeds = seeds or DEFAULT_SEEDS
+    registry = launch.discover()
+    status = 0
+    for spec in specs:
+        computed = render.compute(spec, load_records(paths), scale, seeds)
+        jobs = launch.plan(missing_sources(computed, run_seeds), registry)
+        todo = [j for j in jobs if j.registered]
+        absent = [j for j in jobs if not j.registered]
+        if dry_run:
+            log(f"{spec.name} [{scale}]: {len(todo)} run(s) to execute, {len(absent)} not registered yet")
+            for j in todo:
+                log(f"  run  {j.experiment}  seed={j.seed}  evaluators={','.join(sorted(j.evaluators))}")
+            for j in absent:
+                log(f"  MISSING  {j.experiment}  seed={j.seed}  evaluators={','.join(sorted(j.evaluators))}  "
+                    f"(not registered yet; filled by {spec.filled_by})")
+            if not jobs:
+                log("  all cells have records; nothing to run")
+            continue
+        for i, job in enumerate(todo if run else [], 1):
+            log(f"[{spec.name} {i}/{len(todo)}] {job.experiment} seed={job.seed} "
+                f"({', '.join(sorted(job.evaluators))})")
+            t0 = time.time()
+            launch.run_job(job, scale, main_records, registry)
+            log(f"  done in {time.time() - t0:.0f}s")
+        records = load_records(paths)
+        computed = render.compute(spec, records, scale, seeds)
+        desc = ", ".join(str(p) for p in paths if Path(p).exists()) or "none yet"
+        written = render.write_all(computed, records, Path(out_root) / scale, desc)
+        filled = sum(c.n > 0 for c in computed.cells.values())
+        log(f"{spec.name}: {filled}/{len(computed.cells)} cells filled → {written[0]}")
+        if summary is not None:
+            summary.append((spec.name, filled, len(computed.cells), written[0]))
+        if absent and run:
+            status = 3
+            names = sorted({j.experiment for j in absent})
+            log(f"{spec.name}: {len(names)} experiment(s) not registered yet, filled by {spec.filled_by}: "
+                + ", ".join(names))
+    return status
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m results.make",
+        description="Run the experiments a paper table or figure needs (only cells without records) and render it "
+                    "as Markdown, LaTeX and CSV (+ PNG for figures) under results/rendered/<scale>/.")
+    ap.add_argument("targets", nargs="+", metavar="TARGET",
+                    help=f"table/figure names: {', '.join(tables.TARGETS)} (or 'costs')")
+    ap.add_argument("--scale", default="mini", choices=R.SCALES,
+                    help="mini = bundled miniature world on CPU (default); full = real datasets on GPUs")
+    ap.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default: run seed 0, show all recorded)")
+    ap.add_argument("--dry-run", action="store_true", help="list the runs that would execute and stop")
+    ap.add_argument("--records", action="append", default=[], metavar="JSONL",
+                    help="extra record files to read (e.g. fixtures); new runs still append to runs/records/")
+    ap.add_argument("--out", default=str(RENDER_ROOT), help="render root (default results/rendered)")
+    a = ap.parse_args(argv)
+    try:
+        return make(a.targets, a.scale, parse_seeds(a.seeds), a.dry_run, a.records, Path(a.out))
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

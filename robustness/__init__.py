@@ -1,0 +1,1 @@
+"""Robustness evaluation (Table 7): FGSM, ImageNet-A, ImageNet-C, background challenge."""
