@@ -48,5 +48,8 @@ tables: setup
 $(TABLES): setup
 	$(VPY) -m results.make $@ $(MAKE_ARGS)
 
+bench: setup
+	$(VPY) -m bench.bench_pooling --out runs/bench/bench_pooling.json
+
 clean-venv:
 	rm -rf $(VENV)

@@ -96,10 +96,11 @@ def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_
         computed = render.compute(spec, records, scale, seeds)
         desc = ", ".join(str(p) for p in paths if Path(p).exists()) or "none yet"
         written = render.write_all(computed, records, Path(out_root) / scale, desc)
-        filled = sum(c.n > 0 for c in computed.cells.values())
-        log(f"{spec.name}: {filled}/{len(computed.cells)} cells filled → {written[0]}")
+        ours = [computed.cells[r.key, c.key] for r in spec.rows for c, s in zip(spec.cols, r.sources) if s]
+        filled = sum(c.n > 0 for c in ours)
+        log(f"{spec.name}: {filled}/{len(ours)} cells filled → {written[0]}")
         if summary is not None:
-            summary.append((spec.name, filled, len(computed.cells), written[0]))
+            summary.append((spec.name, filled, len(ours), written[0]))
         if absent and run:
             status = 3
             names = sorted({j.experiment for j in absent})

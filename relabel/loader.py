@@ -1,0 +1,136 @@
+"""Training data: image samples with their crop box, flip flag and store row; deterministic, resumable order.
+
+Every random choice of the input pipeline is a pure function of (seed, epoch, sample index): the epoch's order
+comes from a generator seeded by (seed, epoch) and each sample's augmentation from a generator seeded by
+(seed, epoch, index). So a run killed at step s and resumed produces exactly the batches of an uninterrupted run,
+whatever the number of loader workers, and under `torchrun` each rank takes its own slice of the same order.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, Sampler
+from torchvision import transforms as T
+
+from relabel.transforms import ComposeWithBox, RandomHorizontalFlipWithBox, RandomResizedCropWithBox
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: str  # relative to the dataset root; the key of the label-map store
+    label: int
+
+
+def load_rgb(path: str | os.PathLike) -> Image.Image:
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+def train_transform(size: int, scale=(0.08, 1.0), color_jitter: float = 0.4) -> ComposeWithBox:
+    """RandomResizedCrop + flip (+ colour jitter): the paper's standard augmentation, returning the crop box."""
+    ts = [RandomResizedCropWithBox(size, scale=tuple(scale)), RandomHorizontalFlipWithBox()]
+    if color_jitter > 0:
+        ts.append(T.ColorJitter(color_jitter, color_jitter, color_jitter))
+    return ComposeWithBox(ts + [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def eval_transform(size: int, crop_ratio: float = 0.875) -> T.Compose:
+    """Resize to size/crop_ratio, centre crop `size` (ImageNet: Resize 256 + CenterCrop 224)."""
+    return T.Compose([T.Resize(round(size / crop_ratio)), T.CenterCrop(size), T.ToTensor(),
+                      T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def _mix(*xs: int) -> int:
+    """A 63-bit seed from a few integers (SplitMix64-style), so neighbouring (epoch, index) pairs decorrelate."""
+    h = 0x9E3779B97F4A7C15
+    for x in xs:
+        h = (h ^ (int(x) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        h ^= h >> 31
+    return h & 0x7FFFFFFFFFFFFFFF
+
+
+class TrainSet(Dataset):
+    """(image, box[4], flipped, label, store row) per sample, augmented deterministically per (seed, epoch, index).
+
+    `rows[i]` is sample i's row in a label-map store (or -1 without one); the trainer reads the maps of a whole
+    batch at once with `LabelMapStore.read_batch`, so no dense map is ever built here. `cache=True` keeps the
+    decoded images in memory (the mini world fits in tens of MB).
+    """
+
+    def __init__(self, root: str | os.PathLike, samples: Sequence[Sample], transform: ComposeWithBox, seed: int,
+                 rows: Sequence[int] | None = None, cache: bool = False):
+        self.root, self.samples, self.transform, self.seed = Path(root), list(samples), transform, seed
+        self.rows = np.asarray(rows if rows is not None else [-1] * len(self.samples), dtype=np.int64)
+        self.epoch = 0
+        self._cache = [load_rgb(self.root / s.path) for s in self.samples] if cache else None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        s = self.samples[i]
+        img = self._cache[i] if self._cache is not None else load_rgb(self.root / s.path)
+        with torch.random.fork_rng(devices=[]):  # torchvision draws from the global RNG; keep the caller's intact
+            torch.manual_seed(_mix(self.seed, self.epoch, i))
+            x, box, flipped = self.transform(img)
+        return x, box, flipped, s.label, int(self.rows[i])
+
+
+class EvalSet(Dataset):
+    """(image, index) for evaluation; labels live with the evaluator (single labels, ReaL sets, ...)."""
+
+    def __init__(self, root: str | os.PathLike, paths: Sequence[str], transform, cache: bool = False):
+        self.root, self.paths, self.transform = Path(root), list(paths), transform
+        self._cache = [load_rgb(self.root / p) for p in self.paths] if cache else None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        img = self._cache[i] if self._cache is not None else load_rgb(self.root / self.paths[i])
+        return self.transform(img), i
+
+
+class ResumableSampler(Sampler):
+    """This rank's sample indices of one epoch, from a given batch on: a seeded permutation, drop-last batches.
+
+    The global batch `batch_size` is split evenly over `world` ranks; rank r takes positions r, r+world, ... of
+    each global batch, so the union over ranks is exactly the single-process batch.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        if batch_size % world:
+            raise ValueError(f"global batch size {batch_size} is not divisible by the {world} ranks")
+        if n < batch_size:
+            raise ValueError(f"the training set has {n} images, fewer than one batch of {batch_size}")
+        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
+        self.epoch, self.start_batch = 0, 0
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.n // self.batch_size
+
+    def set_position(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def _order(self) -> np.ndarray:
+        g = torch.Generator().manual_seed(_mix(self.seed, self.epoch, 0x5A))
+        return torch.randperm(self.n, generator=g).numpy()[: self.batches_per_epoch * self.batch_size]
+
+    def __iter__(self):
+        order = self._order().reshape(self.batches_per_epoch, self.batch_size)[self.start_batch:]
+        return iter(order[:, self.rank::self.world].reshape(-1).tolist())
+
+    def __len__(self) -> int:
+        return (self.batches_per_epoch - self.start_batch) * (self.batch_size // self.world)

@@ -1,0 +1,97 @@
+"""Crop transforms: the box names the pixels the crop shows (x along width), flips and composition."""
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import default_collate
+from torchvision import transforms as T
+
+from relabel.transforms import (ComposeWithBox, CropBox, RandomHorizontalFlipWithBox, RandomResizedCropWithBox,
+                                compose_crop)
+
+H, W = 60, 80
+
+
+def coordinate_image():
+    """Channel 0 = column index, channel 1 = row index: a crop's pixels say where they came from."""
+    cols = torch.arange(W, dtype=torch.float32)[None, :].expand(H, W)
+    rows = torch.arange(H, dtype=torch.float32)[:, None].expand(H, W)
+    return torch.stack([cols, rows, torch.zeros(H, W)])
+
+
+def shown_extent(crop):
+    """Original pixel-edge extent (x1, y1, x2, y2) covered by a nearest-neighbour crop, normalised."""
+    return (crop[0].min().item() / W, crop[1].min().item() / H,
+            (crop[0].max().item() + 1) / W, (crop[1].max().item() + 1) / H)
+
+
+def nearest_crop(size=(64, 64), scale=(0.02, 0.06)):
+    # upsampling (regions are < 20 px) with nearest resampling: every pixel of the region is shown
+    return RandomResizedCropWithBox(size, scale=scale, interpolation=T.InterpolationMode.NEAREST)
+
+
+def test_box_is_the_region_the_crop_shows():
+    torch.manual_seed(0)
+    t = nearest_crop()
+    for _ in range(20):
+        crop, state = t(coordinate_image())
+        assert not state.flipped
+        assert shown_extent(crop) == pytest.approx((state.x1, state.y1, state.x2, state.y2), abs=1e-6)
+        assert 0.0 <= state.x1 < state.x2 <= 1.0 and 0.0 <= state.y1 < state.y2 <= 1.0
+
+
+def test_same_random_draws_as_torchvision():
+    img = Image.new("RGB", (W, H))
+    img.putdata([(x % 256, y % 256, (x * y) % 256) for y in range(H) for x in range(W)])
+    torch.manual_seed(3)
+    ours, _ = RandomResizedCropWithBox(32, antialias=True)(img)
+    torch.manual_seed(3)
+    theirs = T.RandomResizedCrop(32, antialias=True)(img)
+    assert torch.equal(T.functional.pil_to_tensor(ours), T.functional.pil_to_tensor(theirs))
+
+
+def test_flip_after_crop_keeps_box_and_sets_flag():
+    torch.manual_seed(1)
+    crop, state = nearest_crop()(coordinate_image())
+    flipped, state2 = RandomHorizontalFlipWithBox(p=1.0)(crop, state)
+    assert state2.flipped and (state2.x1, state2.y1, state2.x2, state2.y2) == (state.x1, state.y1, state.x2, state.y2)
+    assert torch.equal(flipped, crop.flip(-1))
+
+
+def test_flip_before_crop_is_folded_into_the_box():
+    torch.manual_seed(2)
+    img, state = RandomHorizontalFlipWithBox(p=1.0)(coordinate_image())
+    for _ in range(10):
+        crop, s = nearest_crop()(img, state)
+        assert s.flipped
+        assert shown_extent(crop) == pytest.approx((s.x1, s.y1, s.x2, s.y2), abs=1e-6)
+        # the crop's left column shows the rightmost original column of the box
+        assert crop[0, :, 0].max().item() == pytest.approx(s.x2 * W - 1, abs=1e-6)
+
+
+def test_compose_crop_arithmetic():
+    assert compose_crop(CropBox(0.2, 0.0, 0.6, 0.5), (0.5, 0.0, 1.0, 1.0)) == CropBox(0.4, 0.0, 0.6, 0.5)
+    # in a mirrored view the left quarter of the view is the right quarter of the box
+    m = compose_crop(CropBox(0.2, 0.0, 0.6, 0.5, True), (0.0, 0.5, 0.25, 1.0))
+    assert m.flipped and (m.x1, m.y1, m.x2, m.y2) == pytest.approx((0.5, 0.25, 0.6, 0.5))
+
+
+def test_compose_with_box_in_a_dataloader_batch():
+    pipeline = ComposeWithBox([RandomResizedCropWithBox(16, antialias=True), RandomHorizontalFlipWithBox(),
+                               T.ColorJitter(0.4, 0.4, 0.4), T.Normalize([0.5] * 3, [0.5] * 3)])
+    torch.manual_seed(0)
+    batch = default_collate([pipeline(torch.rand(3, H, W)) for _ in range(8)])
+    images, boxes, flips = batch
+    assert images.shape == (8, 3, 16, 16) and boxes.shape == (8, 4) and boxes.dtype == torch.float32
+    assert flips.dtype == torch.bool and flips.shape == (8,)
+    assert bool(((boxes[:, 2:] > boxes[:, :2]) & (boxes >= 0).all(1, keepdim=True)).all())
+
+
+def test_no_crop_means_the_whole_image():
+    _, box, flipped = ComposeWithBox([T.Resize(32)])(torch.rand(3, H, W))
+    assert box.tolist() == [0.0, 0.0, 1.0, 1.0] and flipped is False
+
+
+@pytest.mark.parametrize("bad", [T.RandomCrop(8), T.CenterCrop(8), T.RandomHorizontalFlip(), T.RandomResizedCrop(8)])
+def test_box_breaking_transforms_are_refused(bad):
+    with pytest.raises(TypeError, match="without updating the crop box"):
+        ComposeWithBox([bad])
