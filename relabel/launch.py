@@ -104,3 +104,22 @@ def run_job(job: Job, scale: str, records_path: Path, registry: dict) -> None:
     wd = workdir(job.experiment, scale, job.seed)
     wd.mkdir(parents=True, exist_ok=True)
     exp.run(RunContext(job.experiment, scale, job.seed, job.evaluators, records_path, wd))
+
+
+def checkpoint_path(experiment_id: str, scale: str, seed: int) -> Path:
+    """Where an experiment that trains a model leaves it: <workdir>/model.safetensors (relabel.checkpoint)."""
+    return workdir(experiment_id, scale, seed) / "model.safetensors"
+
+
+def ensure_checkpoint(experiment_id: str, scale: str, seed: int) -> Path:
+    """The trained model of another experiment (e.g. a pretrained backbone for transfer), trained if missing."""
+    path = checkpoint_path(experiment_id, scale, seed)
+    if not path.exists():
+        registry = discover()
+        if experiment_id not in registry:
+            raise KeyError(f"experiment '{experiment_id}' is not registered, so its checkpoint cannot be made")
+        from relabel import records as _R
+        run_job(Job(experiment_id, seed, frozenset(), True), scale, _R.default_records_path(scale), registry)
+        if not path.exists():
+            raise RuntimeError(f"experiment '{experiment_id}' ran but left no checkpoint at {path}")
+    return path

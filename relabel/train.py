@@ -48,6 +48,7 @@ class TrainConfig:
     crop_scale: tuple = (0.08, 1.0)
     color_jitter: float = 0.4
     epochs: int = 300
+    max_steps: int = 0  # > 0: stop (and end the cosine) after this many steps instead (fine-tuning: iterations)
     batch_size: int = 1024  # global, over all ranks
     optimizer: str = "nesterov"  # any timm optimizer name: 'nesterov' = SGD Nesterov, 'adamp'
     lr: float = 0.1
@@ -87,6 +88,20 @@ def create_model(cfg: TrainConfig) -> nn.Module:
     if cfg.drop_path:
         kw["drop_path_rate"] = cfg.drop_path
     return timm.create_model(cfg.model, pretrained=False, num_classes=cfg.num_classes, **kw)
+
+
+def load_backbone(model: nn.Module, state: dict) -> None:
+    """Loads a pretrained state dict into `model`, keeping `model`'s own classifier if the shapes differ."""
+    own = model.state_dict()
+    head = {k for k in state if k in own and own[k].shape != state[k].shape}
+    cls_name = model.default_cfg.get("classifier", "fc") if hasattr(model, "default_cfg") else "fc"
+    if any(not k.startswith(cls_name + ".") for k in head):
+        raise ValueError(f"checkpoint does not fit {type(model).__name__}: shape mismatch in "
+                         f"{sorted(k for k in head if not k.startswith(cls_name + '.'))[:3]}; wrong architecture?")
+    missing, unexpected = model.load_state_dict({k: v for k, v in state.items() if k not in head}, strict=False)
+    if unexpected or set(missing) - {k for k in own if k.startswith(cls_name + ".")}:
+        raise ValueError(f"checkpoint does not fit {type(model).__name__}: missing {list(missing)[:3]}, "
+                         f"unexpected {list(unexpected)[:3]}; wrong architecture?")
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -198,12 +213,13 @@ class TrainResult:
 
 def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, store=None,
           teacher: nn.Module | None = None, teacher_input_size: int | None = None, workers: int = 0,
-          device: torch.device | None = None, progress: bool = True,
+          device: torch.device | None = None, progress: bool = True, init: dict | None = None,
           die_after_step: int | None = None) -> TrainResult:
     """Trains (or resumes, or returns the finished model of) one run whose checkpoints live in `workdir`.
 
     `store` is an opened LabelMapStore whose rows are `train_set.rows` (label='relabel'); `teacher` a model in
-    eval mode (label='kd'), fed the crop resized to `teacher_input_size`. `die_after_step` kills the process
+    eval mode (label='kd'), fed the crop resized to `teacher_input_size`. `init` is a state dict to start from
+    (fine-tuning a pretrained backbone): its classifier is dropped when the class count differs. `die_after_step` kills the process
     right after that step's checkpoint (for kill-and-resume tests; also via RELABEL_DIE_AFTER_STEP).
     """
     if cfg.label == "relabel" and store is None:
@@ -219,11 +235,13 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
 
     torch.manual_seed(cfg.seed)
     model = create_model(cfg).to(device)
+    if init is not None:
+        load_backbone(model, init)
     optimizer = create_optimizer_v2(model, cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                                momentum=cfg.momentum)
     sampler = ResumableSampler(len(train_set), cfg.batch_size, cfg.seed, info.rank, info.world)
     spe = sampler.batches_per_epoch
-    total = cfg.epochs * spe
+    total = min(cfg.epochs * spe, cfg.max_steps) if cfg.max_steps else cfg.epochs * spe
     scheduler = CosineLRScheduler(optimizer, t_initial=total, lr_min=cfg.min_lr,
                                   warmup_t=round(cfg.warmup_epochs * spe), warmup_lr_init=cfg.lr * 1e-3,
                                   warmup_prefix=True, t_in_epochs=False)
