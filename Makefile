@@ -7,7 +7,8 @@ SCALE ?= mini
 SEEDS ?=
 DRY_RUN ?=
 RECORDS ?=
-MAKE_ARGS = --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(DRY_RUN),--dry-run) $(foreach r,$(RECORDS),--records $(r))
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+MAKE_ARGS = --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(DRY_RUN),--dry-run) $(foreach r,$(RECORDS),--records $(r)) --jobs $(JOBS)
 SETUP_VERSION := 1
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt tools/gxx_cxx20 | sha1sum | cut -c1-8)-v$(SETUP_VERSION)
 
@@ -34,7 +35,7 @@ $(STAMP): requirements.txt tools/gxx_cxx20
 	@echo "set-up done: $(VENV)"
 
 demo: setup
-	$(VPY) -m results.demo --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS))
+	$(VPY) -m results.demo --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS)) --jobs $(JOBS)
 
 test: setup
 	$(VPY) -m pytest -q tests

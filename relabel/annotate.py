@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import DataLoader, Subset
-from tqdm import tqdm
+from relabel.progress import bar as progress_bar
 
 from relabel.annotator import label_map, topk_label_map
 from relabel.loader import IMAGENET_MEAN, IMAGENET_STD, EvalSet
@@ -66,7 +66,7 @@ def annotate(model: nn.Module, root: str | os.PathLike, paths: Sequence[str], st
     dataset = EvalSet(root, paths, whole_image_transform(input_size))
     amp = device.type == "cuda"
     t0, done = time.time(), 0
-    bar = tqdm(total=len(todo), disable=not (progress and info.main), unit="img", dynamic_ncols=True,
+    bar = progress_bar(total=len(todo), disable=not (progress and info.main), unit="img",
                desc=f"annotate [{annotator or type(model).__name__} @{input_size}, top-{k}]")
     check = True  # verify once, on the first batch, that the head really is average-pool → linear
     for c, start in enumerate(range(0, len(todo), chunk), 1):

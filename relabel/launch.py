@@ -8,6 +8,8 @@ resumable: a run killed half-way and started again continues from its own checkp
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib
 import os
 from dataclasses import dataclass
@@ -123,3 +125,16 @@ def ensure_checkpoint(experiment_id: str, scale: str, seed: int) -> Path:
         if not path.exists():
             raise RuntimeError(f"experiment '{experiment_id}' ran but left no checkpoint at {path}")
     return path
+
+
+@contextlib.contextmanager
+def artifact_lock(path: str | os.PathLike):
+    """Exclusive lock for building a shared artifact (annotator, label store) that several jobs may need."""
+    lock = Path(str(path) + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 from torch.utils.data import DataLoader, default_collate
-from tqdm import tqdm
+from relabel.progress import bar as progress_bar
 
 from relabel.loader import ResumableSampler, TrainSet, _mix
 from relabel.pooling import relabel_target
@@ -262,7 +262,7 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
                                                     else None) if info.world > 1 else model
     amp = device.type == "cuda"
     local_bs = cfg.batch_size // info.world
-    bar = tqdm(total=total, initial=step, disable=not (progress and info.main), unit="step", dynamic_ncols=True,
+    bar = progress_bar(total=total, initial=step, disable=not (progress and info.main), unit="step",
                desc=f"train {cfg.model} [{cfg.label}{'/' + cfg.relabel_variant if cfg.label == 'relabel' else ''}]")
     collate = (LabelPoolingCollate(store, cfg.num_classes, cfg.relabel_variant, cfg.official_pooling)
                if cfg.label == "relabel" else None)

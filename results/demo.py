@@ -19,6 +19,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m results.demo", description=__doc__.splitlines()[0])
     ap.add_argument("--scale", default="mini", choices=R.SCALES)
     ap.add_argument("--seeds", help="comma-separated seeds (default 0)")
+    ap.add_argument("--jobs", type=int, default=1, help="runs to execute at once (default 1)")
     a = ap.parse_args(argv)
     try:
         seeds = make.parse_seeds(a.seeds)
@@ -26,7 +27,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"== running the demo targets ({', '.join(DEMO_TARGETS)}) at scale {a.scale}")
-    make.make(DEMO_TARGETS, a.scale, seeds)  # status 3 (not built yet) is expected until later issues land
+    make.make(DEMO_TARGETS, a.scale, seeds, jobs=a.jobs)  # status 3 (not built yet) is expected until later issues land
     print("== rendering every table and figure from the records that exist")
     summary = []
     make.make(tables.TARGETS, a.scale, seeds, run=False, summary=summary, log=lambda *_: None)

@@ -8,6 +8,7 @@ is still rendered with "—" in those cells, never with invented values.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -48,8 +49,37 @@ def missing_sources(computed: render.Computed, seeds):
     return out
 
 
+def _run_one(job, scale, records_path, threads):
+    """One job in a worker process (spawned: a clean interpreter, its own registry, `threads` torch threads)."""
+    import torch
+    torch.set_num_threads(threads)
+    t0 = time.time()
+    launch.run_job(job, scale, records_path, launch.discover())
+    return time.time() - t0
+
+
+def run_jobs(todo, scale, records_path, registry, jobs, log, name):
+    """Runs jobs one after another, or `jobs` at a time in worker processes (shared artifacts are file-locked)."""
+    if jobs <= 1 or len(todo) == 1:
+        for i, job in enumerate(todo, 1):
+            log(f"[{name} {i}/{len(todo)}] {job.experiment} seed={job.seed} ({', '.join(sorted(job.evaluators))})")
+            t0 = time.time()
+            launch.run_job(job, scale, records_path, registry)
+            log(f"  done in {time.time() - t0:.0f}s")
+        return
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    log(f"[{name}] {len(todo)} runs, {jobs} at a time ({threads} thread(s) each)")
+    with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(_run_one, job, scale, records_path, threads): job for job in todo}
+        for i, fut in enumerate(cf.as_completed(futures), 1):
+            job = futures[fut]
+            log(f"[{name} {i}/{len(todo)}] {job.experiment} seed={job.seed} done in {fut.result():.0f}s")
+
+
 def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_root=RENDER_ROOT,
-         log=print, run=True, summary=None) -> int:
+         log=print, run=True, summary=None, jobs=1) -> int:
     """Runs and renders targets; returns the exit status (0 all done, 3 some experiments not registered).
 
     Raises UsageError for an unknown target, a missing records file or a damaged record.
@@ -86,12 +116,8 @@ def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_
             if not jobs:
                 log("  all cells have records; nothing to run")
             continue
-        for i, job in enumerate(todo if run else [], 1):
-            log(f"[{spec.name} {i}/{len(todo)}] {job.experiment} seed={job.seed} "
-                f"({', '.join(sorted(job.evaluators))})")
-            t0 = time.time()
-            launch.run_job(job, scale, main_records, registry)
-            log(f"  done in {time.time() - t0:.0f}s")
+        if run and todo:
+            run_jobs(todo, scale, main_records, registry, jobs, log, spec.name)
         records = load_records(paths)
         computed = render.compute(spec, records, scale, seeds)
         desc = ", ".join(str(p) for p in paths if Path(p).exists()) or "none yet"
@@ -123,9 +149,11 @@ def main(argv=None) -> int:
     ap.add_argument("--records", action="append", default=[], metavar="JSONL",
                     help="extra record files to read (e.g. fixtures); new runs still append to runs/records/")
     ap.add_argument("--out", default=str(RENDER_ROOT), help="render root (default results/rendered)")
+    ap.add_argument("--jobs", type=int, default=1, help="runs to execute at once, each in its own process "
+                    "with cores/jobs threads (default 1)")
     a = ap.parse_args(argv)
     try:
-        return make(a.targets, a.scale, parse_seeds(a.seeds), a.dry_run, a.records, Path(a.out))
+        return make(a.targets, a.scale, parse_seeds(a.seeds), a.dry_run, a.records, Path(a.out), jobs=a.jobs)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
