@@ -1,0 +1,12 @@
+"""Evaluate a checkpoint on ImageNet val, ImageNetV2 (3 variants), ImageNet-ReaL and Shankar et al. (Tables 3, A1).
+
+    python eval_real/run.py --ckpt runs/mini/pretrain/resnet50/relabel/seed0/model.safetensors
+    python eval_real/run.py --ckpt relabel_resnet50.pth --scale full --data-root /data --suite val,real
+"""
+import sys
+
+from relabel.evaluators import EVAL_REAL_SUITES
+from relabel.evaluators.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:], prog="python eval_real/run.py", description=__doc__, suites=EVAL_REAL_SUITES))

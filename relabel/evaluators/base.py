@@ -1,0 +1,144 @@
+"""The evaluator protocol: what an evaluator receives (`EvalContext`), returns (`EvalResult`) and raises.
+
+An evaluator is a function `fn(ctx) -> EvalResult` registered under the name its records carry (the names
+results/tables.py reads). Errors a user can cause (a missing dataset folder, a model whose class count does not
+match the dataset) are `EvalError`s with one sentence naming the thing and the fix; the CLIs print them and exit 1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+from torch.utils.data import Dataset
+
+from relabel.data.readers import IMAGE_EXTENSIONS
+from relabel.evaluate import CORRUPTIONS, SEVERITIES
+from relabel.evaluators.roots import LAYOUTS, DataRoots
+from relabel.loader import IMAGENET_MEAN, IMAGENET_STD, eval_transform, load_rgb
+
+
+class EvalError(RuntimeError):
+    """A problem with the data or the model that the user can fix; the message is one sentence saying how."""
+
+
+class DatasetMissing(EvalError, FileNotFoundError):
+    pass
+
+
+@dataclass
+class EvalResult:
+    """One record's worth: metrics (numbers, or dicts for per-cell tables), the dataset, the protocol params."""
+    metrics: dict
+    dataset: dict  # at least name, split, size
+    params: dict  # evaluation protocol; keys are prefixed (eval_*, fgsm_*, c_*, bgc_*) to sit beside a train config
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """Evaluator-specific knobs; each one that changes a number is recorded in the result's params."""
+    fgsm_epsilon: float = 8 / 255  # the paper does not state ε; 8/255 is the common choice
+    c_images: int | None | str = "default"  # on-the-fly ImageNet-C subset size; "default": DataRoots' value
+    c_seed: int = 0
+    c_corruptions: tuple[str, ...] = CORRUPTIONS
+    c_severities: tuple[int, ...] = SEVERITIES
+
+
+@dataclass
+class EvalContext:
+    model: nn.Module  # takes ImageNet-normalised images
+    roots: DataRoots
+    input_size: int
+    crop_ratio: float
+    device: torch.device
+    batch_size: int
+    workers: int
+    progress: bool
+    options: EvalOptions
+    cache: dict = field(default_factory=dict)  # shared between evaluators of one model (val logits)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.roots.classes)
+
+    def transform(self, normalize: bool = True):
+        t = eval_transform(self.input_size, self.crop_ratio)
+        return t if normalize else type(t)(t.transforms[:-1])
+
+    def base_params(self) -> dict:
+        return {"eval_input_size": self.input_size, "eval_crop_ratio": self.crop_ratio,
+                "eval_amp": "bf16" if self.device.type == "cuda" else "fp32"}
+
+    def require(self, path: Path | None, what: str, layout_key: str, is_file: bool = False) -> Path:
+        return require(path, what, layout_key, self.roots.scale, is_file)
+
+    def dataset(self, benchmark: str, split: str, size: int, root: Path | None, **kw) -> dict:
+        return {"name": benchmark, "split": split, "size": int(size), "source": self.roots.name,
+                "root": str(root) if root is not None else None, **kw}
+
+
+def require(path: Path | None, what: str, layout_key: str, scale: str, is_file: bool = False) -> Path:
+    """`path`, or a DatasetMissing error naming the expected layout and how to get the data."""
+    if path is not None and (path.is_file() if is_file else path.is_dir()):
+        return path
+    hint = ("regenerate the mini world (`python -m relabel.data --out data`) or pass --data-root WORLD_DIR"
+            if scale == "mini" else "put the dataset there or pass --data-root DIR")
+    raise DatasetMissing(f"{what} {'file' if is_file else 'folder'} {path or '(not configured)'} does not exist; "
+                         f"expected {LAYOUTS[layout_key]}; {hint}.")
+
+
+def images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def class_folder_samples(root: Path, classes: tuple[str, ...], what: str) -> list[tuple[Path, int]]:
+    """`root/<class>/<image>` with labels = index of the folder name in the dataset's class list (not the sorted
+    position among the folders present, which shifts when a class folder is missing)."""
+    index = {c: k for k, c in enumerate(classes)}
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    unknown = [f.name for f in folders if f.name not in index]
+    if unknown:
+        raise EvalError(f"{what} folder {root} has class folders {unknown[:3]} that are not in the class list "
+                        f"({len(classes)} classes, e.g. {classes[0]}); is it the right dataset?")
+    samples = [(p, index[f.name]) for f in folders for p in images_in(f)]
+    if not samples:
+        raise EvalError(f"{what} folder {root} holds no images; expected {LAYOUTS['val']}.")
+    return samples
+
+
+class PathSet(Dataset):
+    """(transformed image, index) for a list of paths."""
+
+    def __init__(self, paths, transform):
+        self.paths, self.transform = list(paths), transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        return self.transform(load_rgb(self.paths[i])), i
+
+
+def check_classes(ctx: EvalContext) -> None:
+    """The model must output one logit per dataset class; a one-image forward tells before any real work."""
+    n = getattr(ctx.model, "num_classes", None)
+    if not isinstance(n, int):
+        was = ctx.model.training
+        ctx.model.eval()
+        with torch.no_grad():
+            n = ctx.model(torch.zeros(1, 3, ctx.input_size, ctx.input_size, device=ctx.device)).shape[1]
+        ctx.model.train(was)
+    if n != ctx.num_classes:
+        raise EvalError(f"the model outputs {n} classes but the {ctx.roots.name} evaluation sets have "
+                        f"{ctx.num_classes}; use a checkpoint trained on this dataset (or the other --scale).")
+
+
+def normalize_tensor(x: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+Evaluator = Callable[[EvalContext], EvalResult]

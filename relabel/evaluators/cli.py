@@ -1,0 +1,197 @@
+"""The command line shared by `python eval_real/run.py` and `python robustness/run.py`.
+
+Both load one checkpoint, run the chosen suites from the evaluator registry, append one run record per evaluator
+and print a summary table. Errors a user can cause (missing dataset folder, checkpoint of the wrong architecture
+or class count, unknown suite) end in one sentence on stderr and exit status 1 (2 for bad options).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import torch
+
+from relabel import evaluators as E
+from relabel import records as R
+from relabel.checkpoint import CheckpointError, load_checkpoint
+
+# Eval protocol when the checkpoint does not store one: mini images (48 px) are seen whole, as the pretraining
+# experiments evaluate them; full scale is ImageNet's Resize 256 + CenterCrop 224.
+DEFAULT_INPUT = {"mini": 48, "full": 224}
+DEFAULT_CROP = {"mini": 1.0, "full": 0.875}
+# What the summary shows per evaluator: (metric keys, label).
+HEADLINE = {
+    "val": (("top1", "top5"), "top-1 / top-5"),
+    "real": (("top1", "top5"), "ReaL top-1 / top-5"),
+    "shankar": (("top1", "top1_unclear_classavg"), "top-1 (a) / (b)"),
+    "fgsm": (("top1", "clean_top1"), "adv. top-1 / clean"),
+    "imagenet-a": (("top1",), "top-1 (subset logits)"),
+    "imagenet-c": (("mean_acc", "mce", "clean_top1"), "mean acc / mCE / clean"),
+    "bgc": (("challenge_acc", "bg_gap", "acc_original"), "challenge / BG-gap / orig."),
+}
+
+EPILOG = """\
+data:
+  --scale mini (default) uses the mini world in <repo>/data/mini-v1-seed0, generated on first use (~2 min),
+  or the world folder given by --data-root. --scale full reads the real datasets under --data-root:
+    val/<wnid>/ILSVRC2012_val_*.JPEG          imagenetv2/imagenetv2-<variant>-format-val/<0..999>/
+    imagenet-a/<wnid>/                          imagenet-c/<corruption>/<1..5>/<wnid>/ (optional)
+    bg_challenge/<variant>/val/ + in_to_in9.json  shankar/human_accuracy_v3.0.0.json
+  ReaL labels, the ImageNet-A class indices and the class order come with timm.
+
+records:
+  one JSON line per evaluator is appended to runs/records/<scale>.jsonl ($RELABEL_RUNS moves runs/), under
+  the experiment id ckpt/<checkpoint file stem> unless --experiment is given.
+"""
+
+
+def _epsilon(text: str) -> float:
+    try:
+        value = float(Fraction(text))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"--epsilon expects a number such as 8/255 or 0.0314, got {text!r}")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"--epsilon is in [0, 1] pixel units (8/255 = 0.0314), got {value}")
+    return value
+
+
+def _c_images(text: str):
+    if text == "all":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"--c-images expects a positive number or 'all', got {text!r}")
+    return int(text)
+
+
+def build_parser(prog: str, description: str, suites: tuple[str, ...], robustness: bool) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", required=True, metavar="PATH",
+                   help="model checkpoint: a .safetensors written by this repo (knows its architecture) or a "
+                        "PyTorch .pth state dict, e.g. the official ReLabel ResNet-50")
+    p.add_argument("--arch", metavar="NAME", help="timm architecture (default: the one stored in the checkpoint; "
+                                                  "ResNets are recognised in a .pth)")
+    p.add_argument("--suite", default=",".join(suites), metavar="LIST",
+                   help=f"comma-separated benchmarks to run (default: all = {','.join(suites)}); "
+                        + "; ".join(f"{s} = {', '.join(E.SUITES[s])}" for s in suites if E.SUITES[s] != (s,)))
+    p.add_argument("--scale", choices=("mini", "full"), default="mini", help="mini world or real datasets")
+    p.add_argument("--data-root", metavar="DIR", help="mini: a world folder; full: the folder holding the datasets")
+    p.add_argument("--experiment", metavar="ID", help="experiment id in the records (default ckpt/<file stem>)")
+    p.add_argument("--seed", type=int, metavar="N", help="training seed recorded with the results (default: the checkpoint's "
+                                            "stored seed, else 0)")
+    p.add_argument("--input-size", type=int, metavar="PX", help="eval crop size (default: stored in the checkpoint, "
+                                                                "else 48 mini / 224 full)")
+    p.add_argument("--crop-ratio", type=float, metavar="R",
+                   help="resize to size/R, then centre crop (default: stored in the checkpoint, else 1.0 mini = "
+                        "whole image / 0.875 full = Resize 256 + CenterCrop 224)")
+    p.add_argument("--batch-size", type=int, default=128, metavar="N", help="images per forward (default 128)")
+    p.add_argument("--workers", type=int, default=0, metavar="N", help="data-loading processes (default 0)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu or cuda[:i] (default: cuda when available)")
+    p.add_argument("--records", metavar="FILE", help="append records here instead of runs/records/<scale>.jsonl")
+    p.add_argument("--no-records", action="store_true", help="print results only, write no records")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    if robustness:
+        g = p.add_argument_group("robustness options")
+        g.add_argument("--epsilon", type=_epsilon, default=8 / 255, metavar="EPS",
+                       help="FGSM step in [0,1] pixel units, e.g. 8/255 (default; the paper does not state it)")
+        g.add_argument("--c-root", metavar="DIR", help="pre-rendered ImageNet-C "
+                                                       "(<corruption>/<severity>/<class>/); default: generate "
+                                                       "on the fly from val with imagecorruptions")
+        g.add_argument("--c-images", type=_c_images, metavar="N|all",
+                       help="val images per corruption×severity (default: 300 at mini on the fly, else all)")
+        g.add_argument("--c-seed", type=int, default=0, metavar="N", help="seed of the ImageNet-C subset and noise (default 0)")
+        g.add_argument("--c-corruptions", metavar="LIST", default=",".join(E.CORRUPTIONS),
+                       help="comma-separated corruptions (default: the 15 of the benchmark)")
+        g.add_argument("--c-severities", metavar="LIST", default="1,2,3,4,5", help="default 1,2,3,4,5")
+    return p
+
+
+def _fmt(v) -> str:
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+
+def summary_table(rows: list[tuple[str, "E.EvalResult", float]], title: str) -> str:
+    lines = [title, f"{'evaluator':<22}{'images':>8}  {'metric':<28}{'value':>22}{'time':>9}"]
+    for name, res, secs in rows:
+        keys, label = HEADLINE.get(name, HEADLINE["val"])
+        value = " / ".join(_fmt(res.metrics[k]) for k in keys if k in res.metrics)
+        lines.append(f"{name:<22}{res.dataset['size']:>8}  {label:<28}{value:>22}{secs:>8.1f}s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None, *, prog: str, description: str, suites: tuple[str, ...],
+         robustness: bool = False) -> int:
+    args = build_parser(prog, description, suites, robustness).parse_args(argv)
+    try:
+        return _run(args, suites, robustness)
+    except (E.EvalError, CheckpointError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+def _stored(extra: dict, train_cfg: dict, *keys):
+    """The first of `keys` saved with the checkpoint (top level of its metadata, or its training config)."""
+    for key in keys:
+        for where in (extra, train_cfg):
+            if where.get(key):
+                return where[key]
+    return None
+
+
+def _run(args, suites, robustness) -> int:
+    words = [s.strip() for s in args.suite.split(",") if s.strip()]
+    allowed = set(suites) | {n for s in suites for n in E.SUITES[s]}
+    wrong = [w for w in words if w not in allowed]
+    if wrong or not words:
+        raise ValueError(f"unknown suite {wrong or words}; this script runs {', '.join(suites)}")
+    names = E.names_for_suites(words)
+    roots = E.DataRoots.for_scale(args.scale, args.data_root)
+    options = {}
+    if robustness:
+        from dataclasses import replace
+        if args.c_root:
+            roots = replace(roots, imagenet_c=Path(args.c_root))
+        c_images = {None: "default", "all": None}.get(args.c_images, args.c_images)
+        options = dict(fgsm_epsilon=args.epsilon, c_images=c_images, c_seed=args.c_seed,
+                       c_corruptions=[c.strip() for c in args.c_corruptions.split(",") if c.strip()],
+                       c_severities=[int(s) for s in args.c_severities.split(",") if s.strip()])
+    E.check_data(names, roots, **options)
+    ck = load_checkpoint(args.ckpt, args.arch, num_classes=len(roots.classes))
+    extra = ck.extra if isinstance(ck.extra, dict) else {}
+    train_cfg = extra.get("config", {}) if isinstance(extra.get("config"), dict) else {}
+    input_size = args.input_size or _stored(extra, train_cfg, "eval_input_size", "eval_input", "input_size") \
+        or DEFAULT_INPUT[args.scale]
+    crop_ratio = args.crop_ratio or _stored(extra, train_cfg, "eval_crop_ratio") or DEFAULT_CROP[args.scale]
+    seed = args.seed if args.seed is not None else int(extra.get("seed", train_cfg.get("seed", 0)))
+    experiment = args.experiment or f"ckpt/{Path(args.ckpt).name.split('.')[0]}"
+    records_path = Path(args.records) if args.records else R.default_records_path(args.scale)
+    config = {"checkpoint": str(Path(args.ckpt).resolve()), "checkpoint_sha256": ck.sha256[:16],
+              "checkpoint_format": ck.format, "arch": ck.arch, "model_kwargs": ck.model_kwargs,
+              "num_classes": ck.num_classes}
+    print(f"{experiment}: timm {ck.arch} ({ck.num_classes} classes) on {roots.name} [{args.scale}], "
+          f"input {input_size} px, crop ratio {crop_ratio}, device {args.device}")
+    cache, rows = {}, []
+    for name in names:
+        t = time.perf_counter()
+        res = E.evaluate(name, ck.model, roots, input_size=input_size, crop_ratio=crop_ratio,
+                         device=args.device, batch_size=args.batch_size, workers=args.workers,
+                         progress=not args.no_progress, cache=cache, **options)
+        secs = time.perf_counter() - t
+        rows.append((name, res, secs))
+        keys, label = HEADLINE.get(name, HEADLINE["val"])
+        print(f"  {name}: {label} = {' / '.join(_fmt(res.metrics[k]) for k in keys if k in res.metrics)} "
+              f"({secs:.1f} s)", flush=True)
+        if not args.no_records:
+            R.append(records_path, R.make_record(
+                experiment=experiment, evaluator=name, metrics=res.metrics, config={**config, **res.params},
+                scale=args.scale, seed=seed, dataset=res.dataset, wall_time_s=secs,
+                cells=(), extra={"checkpoint_meta": extra} if extra else None))
+    print()
+    print(summary_table(rows, f"Summary — {experiment} on {roots.name} ({args.scale}), metrics in %"))
+    if not args.no_records:
+        print(f"records: {len(rows)} appended to {records_path} (experiment '{experiment}', seed {seed})")
+    return 0

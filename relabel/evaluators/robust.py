@@ -1,0 +1,152 @@
+"""Table 7, part 1: FGSM, ImageNet-A and the background challenge (IN-9) evaluators.
+
+* FGSM: one step in un-normalised [0, 1] pixel space on eval-transformed val images; ε is a recorded param.
+* ImageNet-A: only the subset's logits compete (`logits[:, indices]`), as for a 1000-class model on 200 classes.
+* Background challenge (Xiao et al.): every foreground of `original/val`, cut out with its mask, is pasted on every
+  `only_bg_t` background; it is vulnerable if any composite is misclassified (fine argmax mapped to IN-9, −1 is
+  wrong). Composites are built and transformed as uint8 tensors on the device, in growing batches per foreground
+  with an early exit at the first miss, so a weak model costs ~N_fg forwards and a strong one ≤ N_fg × N_bg.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torchvision.transforms.v2 import functional as TF
+from tqdm import tqdm
+
+from relabel.data.readers import read_fg_mask, read_imagenet_a, read_in9, read_in_to_in9
+from relabel.evaluate import Normalized, coarse_predictions, fgsm, predict, subset_accuracy
+from relabel.evaluators.base import EvalContext, EvalError, EvalResult, PathSet, normalize_tensor
+from relabel.evaluators.classification import val_samples
+from relabel.loader import IMAGENET_MEAN, IMAGENET_STD, load_rgb
+
+IN9_VARIANTS = ("original", "only_bg_b", "only_bg_t", "no_fg", "only_fg", "mixed_same", "mixed_rand", "mixed_next")
+
+
+def evaluate_fgsm(ctx: EvalContext) -> EvalResult:
+    eps = float(ctx.options.fgsm_epsilon)
+    paths, labels = val_samples(ctx)
+    model01 = Normalized(ctx.model, IMAGENET_MEAN, IMAGENET_STD).to(ctx.device).eval()
+    was = ctx.model.training
+    ctx.model.eval()
+    loader = torch.utils.data.DataLoader(PathSet(paths, ctx.transform(normalize=False)),
+                                         batch_size=ctx.batch_size, num_workers=ctx.workers)
+    labels_t = torch.as_tensor(labels)
+    clean, adv = torch.zeros(len(paths), dtype=torch.bool), torch.zeros(len(paths), dtype=torch.bool)
+    for x, idx in tqdm(loader, desc=f"fgsm ε={eps:.4g}", disable=not ctx.progress, leave=False,
+                       dynamic_ncols=True):
+        x, y = x.to(ctx.device), labels_t[idx].to(ctx.device)
+        x_adv = fgsm(model01, x, y, eps)
+        with torch.no_grad():
+            clean[idx] = (model01(x).argmax(1) == y).cpu()
+            adv[idx] = (model01(x_adv).argmax(1) == y).cpu()
+    ctx.model.train(was)
+    metrics = {"top1": 100.0 * adv.double().mean().item(), "clean_top1": 100.0 * clean.double().mean().item()}
+    return EvalResult(metrics, ctx.dataset("imagenet-val", "val", len(paths), ctx.roots.val),
+                      {**ctx.base_params(), "eval_amp": "fp32", "fgsm_epsilon": eps,
+                       "fgsm_space": "[0,1] pixels after the eval transform; normalisation inside the model"})
+
+
+def evaluate_imagenet_a(ctx: EvalContext) -> EvalResult:
+    root = ctx.require(ctx.roots.imagenet_a, "ImageNet-A", "imagenet-a")
+    try:
+        samples, indices = read_imagenet_a(root, list(ctx.roots.classes))
+    except ValueError as e:
+        raise EvalError(f"ImageNet-A folder {root}: {e}") from None
+    index_file = ctx.roots.imagenet_a_indices
+    if index_file is not None and index_file.is_file():
+        indices = [int(x) for x in index_file.read_text().split()]
+    if not samples:
+        raise EvalError(f"ImageNet-A folder {root} holds no images.")
+    outside = sorted({y for _, y in samples} - set(indices))
+    if outside or not all(0 <= i < ctx.num_classes for i in indices):
+        raise EvalError(f"ImageNet-A index list {index_file} does not cover the folders' classes {outside[:3]} "
+                        f"(or names classes outside 0..{ctx.num_classes - 1}); is it the right scale?")
+    labels = [y for _, y in samples]
+    logits = predict(ctx.model, PathSet([p for p, _ in samples], ctx.transform()), ctx.batch_size, ctx.workers,
+                     ctx.device, desc="imagenet-a", progress=ctx.progress)
+    metrics = {"top1": subset_accuracy(logits, labels, indices),
+               "top1_all_classes": 100.0 * (logits.argmax(1) == torch.as_tensor(labels)).double().mean().item(),
+               "n_subset_classes": len(indices)}
+    return EvalResult(metrics, ctx.dataset("imagenet-a", "test", len(samples), root),
+                      {**ctx.base_params(), "a_logit_mask": f"{len(indices)} subset classes"})
+
+
+def _uint8_chw(path, size=None) -> torch.Tensor:
+    img = load_rgb(path)
+    if size is not None and img.size != size:
+        img = img.resize(size)
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+def _tensor_transform(x: torch.Tensor, ctx: EvalContext) -> torch.Tensor:
+    """The eval transform (resize shorter side to size/crop_ratio, centre crop, normalise) on a uint8 batch."""
+    x = TF.resize(x, [round(ctx.input_size / ctx.crop_ratio)], antialias=True)
+    x = TF.center_crop(x, [ctx.input_size, ctx.input_size])
+    return normalize_tensor(x.float() / 255.0)
+
+
+@torch.no_grad()
+def background_challenge(ctx: EvalContext, root, in_to_in9: np.ndarray) -> dict:
+    """Challenge accuracy (%) and its counts; see the module docstring for the definition."""
+    fgs = read_in9(root, "original")
+    bgs = read_in9(root, "only_bg_t")
+    if not fgs or not bgs:
+        raise EvalError(f"background-challenge folder {root} has no original/val or only_bg_t/val images.")
+    first = load_rgb(fgs[0][0])
+    size = first.size
+    backgrounds = torch.stack([_uint8_chw(p, size) for p, _ in bgs]).to(ctx.device)
+    table = torch.as_tensor(in_to_in9, device=ctx.device)
+    ctx.model.eval()
+    vulnerable, forwards = 0, 0
+    for path, label in tqdm(fgs, desc="bgc challenge", disable=not ctx.progress, leave=False, dynamic_ncols=True):
+        image = _uint8_chw(path, size).to(ctx.device)
+        try:
+            mask = read_fg_mask(root, path)
+        except FileNotFoundError:
+            raise EvalError(f"background challenge: no foreground mask for {path} under {root}/fg_mask/val/; "
+                            f"expected <bgc>/fg_mask/val/<class>/<stem>.npy.") from None
+        mask = torch.as_tensor(mask, device=ctx.device)
+        if tuple(mask.shape) != (size[1], size[0]):
+            mask = TF.resize(mask[None].float(), [size[1], size[0]],
+                             interpolation=TF.InterpolationMode.NEAREST)[0] > 0.5
+        start, chunk = 0, 8  # batches grow 8, 16, 32, ...: most vulnerable foregrounds fail in the first one
+        while start < len(backgrounds):
+            bg = backgrounds[start:start + chunk]
+            composite = torch.where(mask[None, None], image[None], bg)
+            with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=ctx.device.type == "cuda"):
+                logits = ctx.model(_tensor_transform(composite, ctx)).float()
+            forwards += len(bg)
+            if (table[logits.argmax(1)] != label).any():
+                vulnerable += 1
+                break
+            start, chunk = start + len(bg), min(2 * chunk, ctx.batch_size)
+    return {"challenge_acc": 100.0 * (1 - vulnerable / len(fgs)), "n_foregrounds": len(fgs),
+            "n_backgrounds": len(bgs), "n_vulnerable": vulnerable, "n_forwards": forwards}
+
+
+def evaluate_bgc(ctx: EvalContext) -> EvalResult:
+    root = ctx.require(ctx.roots.bgc, "background-challenge (IN-9)", "bgc")
+    table_path = ctx.require(root / "in_to_in9.json", "IN-9 class map", "bgc", is_file=True)
+    for v in ("original", "only_bg_t"):
+        ctx.require(root / v / "val", f"IN-9 {v}", "bgc")
+    ctx.require(root / "fg_mask" / "val", "IN-9 foreground-mask", "bgc")
+    try:
+        in_to_in9 = read_in_to_in9(table_path, ctx.num_classes)
+    except ValueError as e:
+        raise EvalError(f"{e} Is it the right scale?") from None
+    metrics = {}
+    for v in IN9_VARIANTS:  # the IN-9 variant accuracies (Xiao et al. Table 1 style)
+        if not (root / v / "val").is_dir():
+            continue
+        samples = read_in9(root, v)
+        logits = predict(ctx.model, PathSet([p for p, _ in samples], ctx.transform()), ctx.batch_size,
+                         ctx.workers, ctx.device, desc=f"in9 {v}", progress=ctx.progress)
+        pred = coarse_predictions(logits, in_to_in9)
+        metrics[f"acc_{v}"] = 100.0 * (pred == torch.as_tensor([y for _, y in samples])).double().mean().item()
+    if "acc_mixed_same" in metrics and "acc_mixed_rand" in metrics:
+        metrics["bg_gap"] = metrics["acc_mixed_same"] - metrics["acc_mixed_rand"]
+    metrics.update(background_challenge(ctx, root, in_to_in9))
+    return EvalResult(metrics, ctx.dataset("in9-background-challenge", "val", metrics["n_foregrounds"], root),
+                      {**ctx.base_params(), "bgc_composite": "fg·mask + only_bg_t·(1−mask) as uint8, then the "
+                                                             "eval transform on tensors (antialiased bilinear)"})

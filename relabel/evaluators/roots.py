@@ -1,0 +1,121 @@
+"""Where each benchmark's files are: one `DataRoots` per scale, built from the mini world or a full data root.
+
+The same evaluators read both: `DataRoots.mini(world)` points at a generated mini world, `DataRoots.full(root)`
+at the real datasets under one folder (each path can also be given explicitly). At full scale the files that
+timm ships (ReaL labels, the ImageNet-A index list, the ImageNet synsets) are used, so no extra download is
+needed for them. A path is only checked when an evaluator needs it, with a one-sentence error naming the layout.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+from relabel.records import REPO_ROOT
+
+V2_VARIANTS = ("top-images", "matched-frequency", "threshold0.7")
+MINI_C_IMAGES = 300  # mini ImageNet-C generated on the fly: a seeded subset of val (75 corruptions each)
+
+# Expected layouts, quoted by the missing-folder errors.
+LAYOUTS = {
+    "val": "<val>/<class>/<image> (ImageNet: one folder per wnid; mini: digit0..digit9)",
+    "real": "a JSON list whose entry i holds the class indices of val image i+1 (ImageNet-ReaL real.json)",
+    "shankar": 'Shankar et al. JSON {"initial_annots": {file: {"correct", "unclear", "wrong"}}, ...}',
+    "v2": "<v2 variant>/<int class>/<image> (label = int(folder name))",
+    "imagenet-a": "<imagenet-a>/<wnid>/<image> (200 wnid folders)",
+    "imagenet-c": "<imagenet-c>/<corruption>/<severity 1-5>/<class>/<image>",
+    "bgc": "<bgc>/{original,only_bg_t,mixed_same,mixed_rand,...}/val/<NN_class>/<image>, "
+           "<bgc>/fg_mask/val/<NN_class>/<stem>.npy and <bgc>/in_to_in9.json",
+}
+
+
+def timm_info(name: str) -> Path:
+    """A file timm ships in `timm/data/_info/` (ReaL labels, synset and index lists)."""
+    import timm.data
+    return Path(timm.data.__file__).parent / "_info" / name
+
+
+@dataclass(frozen=True)
+class DataRoots:
+    """Paths of every evaluation set of one scale, plus the class list that gives class indices their names.
+
+    `imagenet_c=None` means ImageNet-C is generated on the fly from val with `imagecorruptions`, on the first
+    `imagenet_c_images` images of a seeded permutation of val (None: all of val); records say which.
+    """
+    scale: str
+    name: str  # where the data came from, for records: 'mini-v1-seed0' or 'imagenet'
+    classes: tuple[str, ...] = field(repr=False)  # class index -> folder name (wnid), sorted as ImageNet's
+    val: Path | None = None
+    real_json: Path | None = None
+    shankar_json: Path | None = None
+    v2: Mapping[str, Path] = field(default_factory=dict)  # V2_VARIANTS -> folder
+    imagenet_a: Path | None = None
+    imagenet_a_indices: Path | None = None  # fine class indices of the subset; None: from the folder names
+    imagenet_c: Path | None = None
+    imagenet_c_images: int | None = None
+    bgc: Path | None = None
+
+    @classmethod
+    def mini(cls, world: str | Path, **overrides) -> "DataRoots":
+        """The evaluation sets of a mini world (see relabel/data/world.py for its layout)."""
+        world = Path(world)
+        if not (world / "world.json").is_file():
+            raise FileNotFoundError(f"{world} is not a complete mini world (no world.json); generate one with "
+                                    f"`python -m relabel.data --out data`.")
+        classes = tuple(json.loads((world / "stats.json").read_text())["classes"])
+        roots = cls(scale="mini", name=world.name, classes=classes, val=world / "val",
+                    real_json=world / "val" / "real.json", shankar_json=world / "val" / "shankar.json",
+                    v2={v: world / "v2" / v for v in V2_VARIANTS}, imagenet_a=world / "imagenet_a",
+                    imagenet_a_indices=world / "imagenet_a" / "indices.txt", imagenet_c=None,
+                    imagenet_c_images=MINI_C_IMAGES, bgc=world / "bgc")
+        return replace(roots, **overrides)
+
+    @classmethod
+    def full(cls, data_root: str | Path | None = None, **paths) -> "DataRoots":
+        """Real datasets under `data_root` (layout below); any field can be passed explicitly instead.
+
+            <data_root>/val/<wnid>/ILSVRC2012_val_*.JPEG
+            <data_root>/imagenetv2/imagenetv2-{top-images,matched-frequency,threshold0.7}-format-val/<0..999>/
+            <data_root>/imagenet-a/<wnid>/                 <data_root>/imagenet-c/<corruption>/<1..5>/<wnid>/
+            <data_root>/bg_challenge/<variant>/val/...     (+ in_to_in9.json from the backgrounds_challenge repo)
+            <data_root>/shankar/human_accuracy_v3.0.0.json (Shankar et al.'s release)
+        ReaL labels, ImageNet-A indices and the class list come from timm. ImageNet-C is generated on the fly from
+        val when `<data_root>/imagenet-c` does not exist (slow at this scale: prefer the pre-rendered release).
+        """
+        r = Path(data_root) if data_root is not None else None
+        under = (lambda *p: r.joinpath(*p)) if r is not None else (lambda *p: None)
+        synsets = timm_info("imagenet_synsets.txt").read_text().split()
+        c_default = under("imagenet-c")
+        defaults = dict(
+            scale="full", name="imagenet", classes=tuple(sorted(synsets)), val=under("val"),
+            real_json=timm_info("imagenet_real_labels.json"),
+            shankar_json=under("shankar", "human_accuracy_v3.0.0.json"),
+            v2={v: under("imagenetv2", f"imagenetv2-{v}-format-val") for v in V2_VARIANTS} if r else {},
+            imagenet_a=under("imagenet-a"), imagenet_a_indices=timm_info("imagenet_a_indices.txt"),
+            imagenet_c=c_default if c_default is not None and c_default.is_dir() else None,
+            imagenet_c_images=None, bgc=under("bg_challenge"))
+        unknown = sorted(set(paths) - set(defaults))
+        if unknown:
+            raise ValueError(f"unknown DataRoots field(s) {unknown}; valid: {sorted(defaults)}")
+        defaults.update({k: (Path(v) if isinstance(v, (str, Path)) else v) for k, v in paths.items()})
+        if isinstance(defaults["v2"], Mapping):
+            defaults["v2"] = {k: Path(v) for k, v in defaults["v2"].items() if v is not None}
+        return cls(**defaults)
+
+    @classmethod
+    def for_scale(cls, scale: str, root: str | Path | None = None) -> "DataRoots":
+        """mini: a world folder, or a folder holding the default world (default: <repo>/data, where the default
+        world is generated if missing); full: the data root (required)."""
+        if scale == "mini":
+            from relabel.data import ensure_world, make_config, world_name
+            if root is None:
+                root = ensure_world(REPO_ROOT / "data", seed=0, log=lambda _: None)
+            elif not (Path(root) / "world.json").is_file():
+                root = Path(root) / world_name(0, make_config())  # a folder of worlds, as `--out` made it
+            return cls.mini(root)
+        if scale == "full":
+            if root is None:
+                raise FileNotFoundError("full scale needs the folder that holds the datasets; pass --data-root.")
+            return cls.full(root)
+        raise ValueError(f"scale must be 'mini' or 'full', got '{scale}'")
