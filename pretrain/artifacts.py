@@ -18,9 +18,9 @@ from relabel import launch
 from relabel.annotate import annotate
 from relabel.checkpoint import load_model, save_model
 from relabel.data.readers import list_class_folders
-from relabel.loader import Sample, TrainSet, train_transform
+from relabel.loader import Sample, TrainSet
 from relabel.store import LabelMapStore, file_sizes, import_official
-from relabel.train import train
+from relabel.train import train, train_transform_for
 
 
 def world_dir(cfg) -> Path:
@@ -59,19 +59,17 @@ def annotator(cfg) -> tuple[torch.nn.Module, float]:
         if not a.checkpoint:
             raise FileNotFoundError("full scale needs an annotator: set RELABEL_ANNOTATOR_CKPT to a .safetensors "
                                     "checkpoint of ours, or RELABEL_OFFICIAL_MAPS to import the released maps")
-        return load_model(a.checkpoint), 0.0
+        return load_model(a.checkpoint, **a.read_kwargs), 0.0
     wd = launch.workdir("annotator/default", cfg.scale, 0)
     ckpt = wd / "model.safetensors"
     with launch.artifact_lock(ckpt):
         if not ckpt.exists():
             root = world_dir(cfg) / "extra"
-            ds = TrainSet(root, _samples(root), train_transform(a.train.input_size, a.train.crop_scale,
-                                                                a.train.color_jitter), seed=0,
-                          cache=cfg.cache_images)
+            ds = TrainSet(root, _samples(root), train_transform_for(a.train), seed=0, cache=cfg.cache_images)
             res = train(a.train, ds, wd / "train", workers=cfg.workers)
             save_model(res.model, ckpt, arch=a.train.model, model_kwargs=a.train.model_kwargs,
                        num_classes=a.train.num_classes, extra={"train_wall_s": res.wall_s})
-    return load_model(ckpt), 0.0
+    return load_model(ckpt, **a.read_kwargs), 0.0
 
 
 def _base_k(cfg) -> int:

@@ -17,9 +17,9 @@ from pretrain import artifacts as A
 from pretrain.config import ARCHS, ROWS, get_config, target_config
 from relabel import launch
 from relabel.checkpoint import save_model
-from relabel.loader import TrainSet, train_transform
+from relabel.loader import TrainSet
 from relabel.records import make_record
-from relabel.train import train
+from relabel.train import train, train_transform_for
 
 # Evaluators a target experiment can write records for (relabel.evaluators names, plus the training cost).
 TARGET_EVALUATORS = ("val", "v2-top-images", "v2-matched-frequency", "v2-threshold0.7", "real", "shankar",
@@ -44,10 +44,11 @@ def record_evaluations(ctx, model, train_cfg, cfg, dataset: dict, extra_metrics:
     from relabel import evaluators as E
     wanted = set(ctx.evaluators) | {"val"}
     roots = A.data_roots(cfg)
+    cache = {}  # val logits are shared by val, ReaL and Shankar
     for name in sorted(wanted - {"cost"}):
         t0 = time.time()
         res = E.evaluate(name, model, roots, input_size=cfg.eval_input, crop_ratio=cfg.eval_crop_ratio,
-                         progress=True)
+                         progress=True, cache=cache)
         metrics = dict(res.metrics)
         if name == "val" and extra_metrics:
             metrics.update(extra_metrics)
@@ -72,11 +73,13 @@ def run_target(ctx, arch: str, row: str) -> None:
         keep = A.clean_list(cfg)
         samples = [s for s in samples if s.path in keep]
     rows = store.rows([s.path for s in samples]) if store is not None else None
-    ds = TrainSet(root, samples, train_transform(tcfg.input_size, tcfg.crop_scale, tcfg.color_jitter), ctx.seed,
-                  rows=rows, cache=cfg.cache_images)
+    ds = TrainSet(root, samples, train_transform_for(tcfg), ctx.seed, rows=rows, cache=cfg.cache_images)
     res = train(tcfg, ds, ctx.workdir / "train", store=store, workers=cfg.workers)
-    save_model(res.model, ctx.workdir / "model.safetensors", arch=tcfg.model, model_kwargs=tcfg.model_kwargs,
-               num_classes=tcfg.num_classes)
+    if ctx.main_rank:
+        save_model(res.model, ctx.workdir / "model.safetensors", arch=tcfg.model,
+                   model_kwargs=tcfg.model_kwargs, num_classes=tcfg.num_classes,
+                   extra={"eval_input_size": cfg.eval_input, "eval_crop_ratio": cfg.eval_crop_ratio,
+                          "seed": ctx.seed, "experiment": ctx.experiment})
     dataset = {"name": A.dataset_name(cfg), "split": "train", "size": len(samples)}
     cost = {"wall_s": res.wall_s + annotation_cost, "train_wall_s": res.wall_s, "annotation_wall_s": annotation_cost,
             "teacher_gflops": 0.0, "images_seen": res.images_seen}
@@ -88,14 +91,16 @@ def _register_targets():
         for row in ROWS:
             def run(ctx, arch=arch, row=row):
                 run_target(ctx, arch, row)
+            needs = ("annotator",) if ROWS[row].uses_store or ROWS[row].clean else ()
             launch.register(f"pretrain/{arch}/{row}", TARGET_EVALUATORS,
-                            doc=f"{arch} trained with the '{row}' labels")(run)
+                            doc=f"{arch} trained with the '{row}' labels", needs=needs)(run)
 
 
 _register_targets()
 
 
-@launch.register("annotator/default", ("val", "real"), doc="the machine annotator's own accuracy")
+@launch.register("annotator/default", ("val", "real"), doc="the machine annotator's own accuracy",
+                 needs=("annotator",))
 def run_annotator(ctx) -> None:
     cfg = get_config(ctx.scale)
     model, _ = A.annotator(cfg)
@@ -120,7 +125,8 @@ def run_crop_iou(ctx) -> None:
                            wall_time_s=time.time() - t0))
 
 
-@launch.register("analysis/label_confidence", ("crop_conf",), doc="Fig. 5: pooled-label confidence vs crop IoU")
+@launch.register("analysis/label_confidence", ("crop_conf",), doc="Fig. 5: pooled-label confidence vs crop IoU",
+                 needs=("annotator",))
 def run_label_confidence(ctx) -> None:
     from pretrain.analysis import label_confidence
     cfg = get_config(ctx.scale)

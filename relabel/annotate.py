@@ -81,7 +81,7 @@ def annotate(model: nn.Module, root: str | os.PathLike, paths: Sequence[str], st
             writer.write(all_rows[idx.numpy()], scores, indices)
             done += len(idx)
             bar.update(len(idx))
-            bar.set_postfix(img_s=f"{done / max(time.time() - t0, 1e-9):.1f}")
+            bar.set_postfix(img_s=f"{done / max(time.time() - t0, 1e-9):.1f}", refresh=False)
         writer.flush()  # a chunk is durable before the next starts; a kill loses at most one chunk
         if die and c == die:
             os.kill(os.getpid(), 9)

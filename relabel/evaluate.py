@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from tqdm import tqdm
+from relabel.progress import bar as progress_bar
 
 from relabel.data.readers import ShankarLabels, val_index
 
@@ -42,7 +42,7 @@ def predict(model: nn.Module, dataset, batch_size: int = 256, workers: int = 0, 
     out = [None] * len(dataset)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=False)
     amp = device.type == "cuda"
-    for x, idx in tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
+    for x, idx in progress_bar(iterable=loader, desc=desc, disable=not progress, leave=False):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(x.to(device, non_blocking=True)).float().cpu()
         for i, row in zip(idx.tolist(), logits):

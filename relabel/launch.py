@@ -32,8 +32,14 @@ class RunContext:
     records: Path  # the JSONL file to append to
     workdir: Path  # runs/<scale>/<experiment>/seed<seed>: checkpoints, label stores, logs
 
+    @property
+    def main_rank(self) -> bool:
+        """False on the non-zero ranks of a `torchrun` launch: only rank 0 writes records and checkpoints."""
+        return int(os.environ.get("RANK", "0")) == 0
+
     def append(self, record: dict) -> None:
-        R.append(self.records, record)
+        if self.main_rank:
+            R.append(self.records, record)
 
 
 @dataclass(frozen=True)
@@ -42,18 +48,20 @@ class Experiment:
     evaluators: frozenset
     run: Callable[[RunContext], None]
     doc: str = ""
+    needs: tuple = ()  # shared artifacts the run builds or waits for (e.g. 'annotator'), for job ordering
 
 
 _REGISTRY: dict[str, Experiment] = {}
 _DISCOVERED = False
 
 
-def register(experiment_id: str, evaluators, doc: str = ""):
+def register(experiment_id: str, evaluators, doc: str = "", needs=()):
     """Decorator: `fn(ctx)` produces records of `evaluators` for `experiment_id`."""
     def deco(fn):
         if experiment_id in _REGISTRY and _REGISTRY[experiment_id].run is not fn:
             raise ValueError(f"experiment '{experiment_id}' is registered twice")
-        _REGISTRY[experiment_id] = Experiment(experiment_id, frozenset(evaluators), fn, doc or (fn.__doc__ or ""))
+        _REGISTRY[experiment_id] = Experiment(experiment_id, frozenset(evaluators), fn, doc or (fn.__doc__ or ""),
+                                              tuple(needs))
         return fn
     return deco
 
@@ -95,6 +103,22 @@ def plan(missing_sources: list, registry: dict) -> list[Job]:
     for src, seed in missing_sources:
         want.setdefault((src.experiment, seed), set()).add(src.evaluator)
     return [Job(e, s, frozenset(ev), e in registry) for (e, s), ev in sorted(want.items())]
+
+
+def order_for_parallel(jobs: list[Job], registry: dict) -> list[Job]:
+    """Job order for parallel workers: one builder per shared artifact first, then the jobs that need nothing
+    (they fill the other workers while the artifact is built), then the rest (which find it ready)."""
+    first, free, rest, seen = [], [], [], set()
+    for j in jobs:
+        needs = registry[j.experiment].needs
+        if not needs:
+            free.append(j)
+        elif not set(needs) <= seen:
+            seen |= set(needs)
+            first.append(j)
+        else:
+            rest.append(j)
+    return first + free + rest
 
 
 def run_job(job: Job, scale: str, records_path: Path, registry: dict) -> None:

@@ -34,9 +34,14 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
         return im.convert("RGB")
 
 
-def train_transform(size: int, scale=(0.08, 1.0), color_jitter: float = 0.4) -> ComposeWithBox:
-    """RandomResizedCrop + flip (+ colour jitter): the paper's standard augmentation, returning the crop box."""
-    ts = [RandomResizedCropWithBox(size, scale=tuple(scale)), RandomHorizontalFlipWithBox()]
+def train_transform(size: int, scale=(0.08, 1.0), color_jitter: float = 0.4, hflip: float = 0.5) -> ComposeWithBox:
+    """RandomResizedCrop + flip (+ colour jitter): the paper's standard augmentation, returning the crop box.
+
+    `hflip` is the flip probability; the mini world sets it to 0 because its objects are digits, which a mirror
+    turns into other shapes (a flipped 2 is no 2), unlike ImageNet's objects."""
+    ts = [RandomResizedCropWithBox(size, scale=tuple(scale))]
+    if hflip > 0:
+        ts.append(RandomHorizontalFlipWithBox(hflip))
     if color_jitter > 0:
         ts.append(T.ColorJitter(color_jitter, color_jitter, color_jitter))
     return ComposeWithBox(ts + [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])

@@ -32,7 +32,7 @@ from timm.scheduler import CosineLRScheduler
 from torch.utils.data import DataLoader, default_collate
 from relabel.progress import bar as progress_bar
 
-from relabel.loader import ResumableSampler, TrainSet, _mix
+from relabel.loader import ResumableSampler, TrainSet, _mix, train_transform
 from relabel.pooling import relabel_target
 
 LABEL_SOURCES = ("onehot", "relabel", "kd")
@@ -47,6 +47,7 @@ class TrainConfig:
     input_size: int = 224
     crop_scale: tuple = (0.08, 1.0)
     color_jitter: float = 0.4
+    hflip: float = 0.5  # horizontal-flip probability (0 for the mini world's digits, which mirroring changes)
     epochs: int = 300
     max_steps: int = 0  # > 0: stop (and end the cosine) after this many steps instead (fine-tuning: iterations)
     batch_size: int = 1024  # global, over all ranks
@@ -81,6 +82,11 @@ class TrainConfig:
         if bad:
             raise ValueError(f"unknown TrainConfig option(s) {bad}; valid: {sorted(names)}")
         return dataclasses.replace(self, **overrides)
+
+
+def train_transform_for(cfg: TrainConfig):
+    """The training augmentation a config asks for (crop scale, colour jitter, flip probability, input size)."""
+    return train_transform(cfg.input_size, cfg.crop_scale, cfg.color_jitter, cfg.hflip)
 
 
 def create_model(cfg: TrainConfig) -> nn.Module:
@@ -304,8 +310,9 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
             step += 1
             bar.update(1)
             if step % 10 == 0 or step == total:
+                rate = bar.format_dict["rate"] or 0.0
                 bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.3g}",
-                                img_s=f"{bar.format_dict['rate'] * cfg.batch_size if bar.format_dict['rate'] else 0:.0f}")
+                                img_s=f"{rate * cfg.batch_size:.0f}", refresh=False)
             if step % cfg.ckpt_every == 0 or step == total:
                 if info.main:
                     _save(ckpt_path, {"config": cfg.to_dict(), "model": model.state_dict(),

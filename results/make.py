@@ -69,6 +69,7 @@ def run_jobs(todo, scale, records_path, registry, jobs, log, name):
         return
     import concurrent.futures as cf
     import multiprocessing as mp
+    todo = launch.order_for_parallel(todo, registry)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     log(f"[{name}] {len(todo)} runs, {jobs} at a time ({threads} thread(s) each)")
     with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
@@ -103,9 +104,9 @@ def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_
     status = 0
     for spec in specs:
         computed = render.compute(spec, load_records(paths), scale, seeds)
-        jobs = launch.plan(missing_sources(computed, run_seeds), registry)
-        todo = [j for j in jobs if j.registered]
-        absent = [j for j in jobs if not j.registered]
+        planned = launch.plan(missing_sources(computed, run_seeds), registry)
+        todo = [j for j in planned if j.registered]
+        absent = [j for j in planned if not j.registered]
         if dry_run:
             log(f"{spec.name} [{scale}]: {len(todo)} run(s) to execute, {len(absent)} not registered yet")
             for j in todo:
@@ -113,7 +114,7 @@ def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_
             for j in absent:
                 log(f"  MISSING  {j.experiment}  seed={j.seed}  evaluators={','.join(sorted(j.evaluators))}  "
                     f"(not registered yet; filled by {spec.filled_by})")
-            if not jobs:
+            if not planned:
                 log("  all cells have records; nothing to run")
             continue
         if run and todo:

@@ -77,3 +77,11 @@ def test_every_target_renders_without_records(tmp_path):
     make.make(list(T.TARGETS), "mini", None, out_root=tmp_path, log=lambda *_: None, run=False, summary=summary)
     assert [s[0] for s in summary] == list(T.TARGETS)
     assert all(filled == 0 for _, filled, _, _ in summary)
+
+
+def test_parallel_order_starts_one_artifact_builder_then_free_jobs():
+    reg = {"a": launch.Experiment("a", frozenset(), None, needs=("annotator",)),
+           "b": launch.Experiment("b", frozenset(), None, needs=("annotator",)),
+           "c": launch.Experiment("c", frozenset(), None)}
+    jobs = [launch.Job(e, 0, frozenset(), True) for e in ("a", "b", "c")]
+    assert [j.experiment for j in launch.order_for_parallel(jobs, reg)] == ["a", "c", "b"]

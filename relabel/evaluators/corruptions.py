@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms as T
-from tqdm import tqdm
+from relabel.progress import bar as progress_bar
 
 from relabel.evaluate import ALEXNET_ERR, corruption_summary, predict, topk_accuracy
 from relabel.evaluators.base import EvalContext, EvalError, EvalResult, PathSet, class_folder_samples
@@ -131,7 +131,7 @@ def evaluate_imagenet_c(ctx: EvalContext) -> EvalResult:
         else o.c_images
     acc, sizes = {}, set()
     cells = [(c, s) for c in o.c_corruptions for s in o.c_severities]
-    bar = tqdm(cells, desc="imagenet-c", disable=not ctx.progress, leave=False, dynamic_ncols=True)
+    bar = progress_bar(iterable=cells, desc="imagenet-c", disable=not ctx.progress, leave=False)
     if rendered is None:
         if ctx.input_size < MIN_SIZE:
             raise EvalError(f"ImageNet-C on the fly needs an input size of at least {MIN_SIZE} px "
@@ -144,7 +144,7 @@ def evaluate_imagenet_c(ctx: EvalContext) -> EvalResult:
         clean = predict(ctx.model, CleanSet(crops), ctx.batch_size, 0, ctx.device, progress=False)
         extra = {"clean_top1": topk_accuracy(clean, labels, ks=(1,))["top1"]}
         for c, s in bar:
-            bar.set_postfix_str(f"{c} s{s}")
+            bar.set_postfix_str(f"{c} s{s}", refresh=False)
             logits = predict(ctx.model, CorruptedSet(crops, c, s, o.c_seed), ctx.batch_size, ctx.workers,
                              ctx.device, progress=False)
             acc.setdefault(c, {})[str(s)] = topk_accuracy(logits, labels, ks=(1,))["top1"]
@@ -158,7 +158,7 @@ def evaluate_imagenet_c(ctx: EvalContext) -> EvalResult:
         tf = T.Compose([T.Resize(ctx.input_size), T.CenterCrop(ctx.input_size), T.ToTensor(),
                         T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
         for c, s in bar:
-            bar.set_postfix_str(f"{c} s{s}")
+            bar.set_postfix_str(f"{c} s{s}", refresh=False)
             samples = class_folder_samples(ctx.require(root / c / str(s), f"ImageNet-C {c}/{s}", "imagenet-c"),
                                            ctx.roots.classes, f"ImageNet-C {c}/{s}")
             samples = [samples[i] for i in _subset(len(samples), n_images, o.c_seed)]

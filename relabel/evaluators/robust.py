@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
-from tqdm import tqdm
+from relabel.progress import bar as progress_bar
 
 from relabel.data.readers import read_fg_mask, read_imagenet_a, read_in9, read_in_to_in9
 from relabel.evaluate import Normalized, coarse_predictions, fgsm, predict, subset_accuracy
@@ -33,8 +33,8 @@ def evaluate_fgsm(ctx: EvalContext) -> EvalResult:
                                          batch_size=ctx.batch_size, num_workers=ctx.workers)
     labels_t = torch.as_tensor(labels)
     clean, adv = torch.zeros(len(paths), dtype=torch.bool), torch.zeros(len(paths), dtype=torch.bool)
-    for x, idx in tqdm(loader, desc=f"fgsm ε={eps:.4g}", disable=not ctx.progress, leave=False,
-                       dynamic_ncols=True):
+    for x, idx in progress_bar(iterable=loader, desc=f"fgsm ε={eps:.4g}", disable=not ctx.progress,
+                               leave=False):
         x, y = x.to(ctx.device), labels_t[idx].to(ctx.device)
         x_adv = fgsm(model01, x, y, eps)
         with torch.no_grad():
@@ -99,7 +99,7 @@ def background_challenge(ctx: EvalContext, root, in_to_in9: np.ndarray) -> dict:
     table = torch.as_tensor(in_to_in9, device=ctx.device)
     ctx.model.eval()
     vulnerable, forwards = 0, 0
-    for path, label in tqdm(fgs, desc="bgc challenge", disable=not ctx.progress, leave=False, dynamic_ncols=True):
+    for path, label in progress_bar(iterable=fgs, desc="bgc challenge", disable=not ctx.progress, leave=False):
         image = _uint8_chw(path, size).to(ctx.device)
         try:
             mask = read_fg_mask(root, path)
