@@ -86,6 +86,8 @@ def compute(table: Table, records: list, scale: str, seeds=None) -> Computed:
 
 # ---- formatting ------------------------------------------------------------------------------------------------
 def _decimals(table: Table) -> int:
+    if table.decimals is not None:
+        return table.decimals
     d = 1
     for row in table.rows:
         for p in row.paper:

@@ -76,6 +76,7 @@ class Table:
     unit: str = "top-1 accuracy (%)"
     notes: tuple = ()
     plot: Curve | Scatter | None = None
+    decimals: int | None = None  # digits after the point; None = as many as the paper's numbers use
 
     def row(self, key: str) -> Row:
         for r in self.rows:
@@ -246,7 +247,7 @@ FIG5 = Table(
     rows=(_row("ours", "pooled label maps over random crops", (None, None),
                (Source("analysis/label_confidence", "crop_conf", "conf_iou0"),
                 Source("analysis/label_confidence", "crop_conf", "conf_iou_gt_05"))),),
-    filled_by="issue 4 (ReLabel core: `make fig5`)", unit="max softmax of the pooled label",
+    filled_by="issue 4 (ReLabel core: `make fig5`)", unit="max softmax of the pooled label", decimals=3,
     notes=("Paper (5M crops): confidence follows overlap, especially for IoU < 0.4; at IoU = 0 it is below 0.6.",),
     plot=Curve("analysis/label_confidence", "crop_conf", "iou_bins", "mean_conf", "crop IoU with the object",
                "mean pooled-label confidence", paper_points=((0.0, 0.6),)),

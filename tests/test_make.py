@@ -30,7 +30,8 @@ def test_dry_run_lists_experiments_and_runs_nothing(isolated_runs):
     assert not (isolated_runs / "records").exists()
 
 
-def test_fixture_records_render_table3_completely(tmp_path):
+def test_fixture_records_render_table3_completely(tmp_path, monkeypatch):
+    monkeypatch.setattr(launch, "discover", lambda: {})  # nothing registered: the driver must not train here
     out = tmp_path / "rendered"
     lines = []
     status = make.make(["table3"], "mini", (0, 1, 2), record_paths=[FIX / "table3_records.jsonl"], out_root=out,
