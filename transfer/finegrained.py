@@ -1,0 +1,239 @@
+"""Table 8: fine-tuning a pretrained backbone on five fine-grained tasks, grid over learning rate × weight decay.
+
+Recipe (paper §4.2): the whole network fine-tuned with SGD (Nesterov momentum 0.9) for a fixed number of
+iterations (5,000 at full scale, "following the convention for fine-tuning tasks"), the standard augmentation of
+§4.1 (RandomResizedCrop + flip + colour jitter), a cosine schedule, one run per grid point with the one trainer
+(relabel.train, `max_steps`). The full grid follows the transfer protocol the paper cites (SimCLR/Kornblith et
+al.): 7 log-spaced learning rates 1e-4..1e-1 × {0, 7 log-spaced weight decays 1e-6..1e-3}, batch 256.
+
+Every grid point is trained on the `fit` split and scored on both the holdout and test splits, so one grid gives
+both Table 8 protocols (transfer/grid.py). Holdout: the dataset's own val split where it has one (DTD, Aircraft,
+every mini task), otherwise a fixed class-stratified 20% slice of train (Food-101, Cars, Pets), which is then
+left out of `fit`. Full scale reads torchvision's dataset classes from local roots (no downloads); mini reads
+the mini world's `finegrained/<task>/{train,val,test}/<class>/` folders, the tasks in the same roles.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from relabel.data.readers import list_class_folders
+from relabel.evaluate import predict, topk_accuracy
+from relabel.loader import EvalSet, Sample, TrainSet, eval_transform, train_transform
+from relabel.train import TrainConfig, train
+from transfer.backbone import Backbone
+from transfer.data import mini_world_dir
+from transfer.grid import grid, grid_search, protocols
+
+# Table 8 column → (mini world task folder, torchvision class, its split names, extra constructor kwargs).
+# Splits: (fit, holdout or None = slice of fit, test).
+TASKS = {
+    "food101": ("food", "Food101", ("train", None, "test"), {}),
+    "cars": ("cars", "StanfordCars", ("train", None, "test"), {}),
+    "dtd": ("dtd", "DTD", ("train", "val", "test"), {"partition": 1}),
+    "aircraft": ("aircraft", "FGVCAircraft", ("train", "val", "test"), {"annotation_level": "variant"}),
+    "pets": ("pets", "OxfordIIITPet", ("trainval", None, "test"), {"target_types": "category"}),
+}
+_FULL_LRS = tuple(float(x) for x in np.logspace(-4, -1, 7))
+_FULL_WDS = (0.0,) + tuple(float(x) for x in np.logspace(-6, -3, 7))
+
+
+@dataclass(frozen=True)
+class FineGrainedConfig:
+    """One Table 8 column at one scale; its dict (plus the backbone's experiment id) goes into every record."""
+    task: str
+    reader: str  # 'folder' (root/<split>/<class>/<image>) or 'torchvision' (the dataset class from `root`)
+    root: str
+    dataset: str  # the name that goes into records ('food101', 'mini-v1-seed0/finegrained/food', ...)
+    world: str = ""  # mini: the generated world this task lives in (built on first use); full: ''
+    splits: tuple = ("train", None, "test")  # (fit, holdout, test); holdout None = a slice of the fit split
+    backbone_arch: str = "resnet50"  # Table 8 fine-tunes ResNet-50s
+    input_size: int = 224
+    eval_crop_ratio: float = 0.875
+    crop_scale: tuple = (0.08, 1.0)
+    color_jitter: float = 0.4
+    hflip: float = 0.5  # 0 at mini: digit styles and orientations change under a mirror
+    max_steps: int = 5000
+    batch_size: int = 256
+    optimizer: str = "nesterov"
+    momentum: float = 0.9
+    lrs: tuple = _FULL_LRS
+    weight_decays: tuple = _FULL_WDS
+    holdout_fraction: float = 0.2  # used when the dataset has no val split
+    workers: int = 8
+    cache_images: bool = False
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {sorted(TASKS)}, got '{self.task}'")
+        if self.reader not in ("folder", "torchvision"):
+            raise ValueError(f"reader must be 'folder' or 'torchvision', got '{self.reader}'")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **overrides) -> "FineGrainedConfig":
+        names = {f.name for f in dataclasses.fields(self)}
+        bad = sorted(set(overrides) - names)
+        if bad:
+            raise ValueError(f"unknown FineGrainedConfig option(s) {bad}; valid: {sorted(names)}")
+        return dataclasses.replace(self, **overrides)
+
+
+def get_config(scale: str, task: str, **overrides) -> FineGrainedConfig:
+    """Table 8 (paper, baseline → ReLabel: Food 87.98→88.12, Cars 92.64→92.73, DTD 75.43→75.74,
+    Aircraft 85.09→88.89, Pets 93.92→94.28)."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {sorted(TASKS)}, got '{task}'")
+    if scale == "full":
+        root = os.environ.get(f"{task.upper()}_ROOT", f"/data/{task}")
+        cfg = FineGrainedConfig(task, "torchvision", root, dataset=task, splits=TASKS[task][2])
+    elif scale == "mini":
+        world = mini_world_dir()
+        # 48 px images, ~200 training images per task: 120 steps of 32 is ~18 epochs; a 3 × 2 grid keeps
+        # `make table8` (10 grids) within ~15 minutes on 2 cores
+        cfg = FineGrainedConfig(task, "folder", str(world / "finegrained" / TASKS[task][0]),
+                                dataset=f"{world.name}/finegrained/{TASKS[task][0]}", world=str(world),
+                                splits=("train", "val", "test"), input_size=48,
+                                eval_crop_ratio=1.0, crop_scale=(0.35, 1.0), color_jitter=0.2, hflip=0.0,
+                                max_steps=120,
+                                batch_size=32, lrs=(0.01, 0.03, 0.1), weight_decays=(0.0, 1e-3), workers=0,
+                                cache_images=True)
+    else:
+        raise ValueError(f"scale must be 'mini' or 'full', got '{scale}'")
+    return cfg.replace(**overrides) if overrides else cfg
+
+
+@dataclass(frozen=True)
+class Split:
+    root: Path
+    samples: tuple  # Sample(path relative to root, label)
+    name: str
+
+
+def _torchvision_split(cfg: FineGrainedConfig, split: str) -> tuple[Path, list[tuple[str, int]], list[str]]:
+    import torchvision.datasets as tvd
+    _, cls_name, _, kwargs = TASKS[cfg.task]
+    root = Path(cfg.root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{cls_name} root {root} does not exist; download it once with torchvision "
+                                f"and set {cfg.task.upper()}_ROOT.")
+    try:
+        ds = getattr(tvd, cls_name)(str(root), split=split, download=False, **kwargs)
+    except RuntimeError as e:
+        raise FileNotFoundError(f"{cls_name} under {root} is incomplete ({e}); download it once with "
+                                f"torchvision (download=True) outside the experiment.") from None
+    if hasattr(ds, "_samples"):  # StanfordCars keeps (path, label) pairs
+        pairs = [(str(p), int(y)) for p, y in ds._samples]
+    else:
+        files = getattr(ds, "_image_files", None) or getattr(ds, "_images")
+        pairs = [(str(p), int(y)) for p, y in zip(files, ds._labels)]
+    return root, [(os.path.relpath(p, root), y) for p, y in pairs], list(ds.classes)
+
+
+def _folder_split(cfg: FineGrainedConfig, split: str) -> tuple[Path, list[tuple[str, int]], list[str]]:
+    root = Path(cfg.root)
+    classes, pairs = list_class_folders(root / split)
+    return root, [(str(p.relative_to(root)), y) for p, y in pairs], classes
+
+
+def _holdout_slice(samples: list, fraction: float) -> tuple[list, list]:
+    """(fit, holdout): a fixed class-stratified `fraction` of each class held out (same for every seed)."""
+    rng = np.random.default_rng(0)
+    by_class: dict = {}
+    for i, (_, y) in enumerate(samples):
+        by_class.setdefault(y, []).append(i)
+    held = set()
+    for y in sorted(by_class):
+        idx = by_class[y]
+        held |= {idx[j] for j in rng.permutation(len(idx))[:max(1, round(fraction * len(idx)))]}
+    return ([s for i, s in enumerate(samples) if i not in held], [s for i, s in enumerate(samples) if i in held])
+
+
+def load_splits(cfg: FineGrainedConfig) -> tuple[dict, list[str]]:
+    """{'fit', 'holdout', 'test'} → Split, and the class names (label order)."""
+    fit_name, hold_name, test_name = cfg.splits
+    read = _folder_split if cfg.reader == "folder" else _torchvision_split
+    root, fit, classes = read(cfg, fit_name)
+    _, test, test_classes = read(cfg, test_name)
+    if test_classes != classes:
+        raise ValueError(f"{cfg.task}: the {test_name} split's classes differ from {fit_name}'s under {root}")
+    if hold_name:
+        _, hold, _ = read(cfg, hold_name)
+        hold_desc = hold_name
+    else:
+        fit, hold = _holdout_slice(fit, cfg.holdout_fraction)
+        hold_desc = f"{fit_name}[{cfg.holdout_fraction:.0%} stratified slice]"
+        fit_name = f"{fit_name}[rest]"
+    mk = lambda pairs, name: Split(root, tuple(Sample(p, y) for p, y in pairs), name)  # noqa: E731
+    return {"fit": mk(fit, fit_name), "holdout": mk(hold, hold_desc), "test": mk(test, test_name)}, classes
+
+
+def train_config(cfg: FineGrainedConfig, bb: Backbone, num_classes: int, n_fit: int, lr: float, wd: float,
+                 seed: int) -> TrainConfig:
+    steps_per_epoch = n_fit // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"{cfg.task}: {n_fit} training images are fewer than one batch of {cfg.batch_size}")
+    return TrainConfig(model=bb.arch, model_kwargs=bb.model_kwargs, num_classes=num_classes,
+                       input_size=cfg.input_size, crop_scale=tuple(cfg.crop_scale), color_jitter=cfg.color_jitter,
+                       hflip=cfg.hflip,
+                       epochs=math.ceil(cfg.max_steps / steps_per_epoch), max_steps=cfg.max_steps,
+                       batch_size=cfg.batch_size, optimizer=cfg.optimizer, lr=lr, weight_decay=wd,
+                       momentum=cfg.momentum, warmup_epochs=0.0, ckpt_every=min(cfg.max_steps, 500), seed=seed)
+
+
+def top1(model, split: Split, cfg: FineGrainedConfig, device=None) -> float:
+    ds = EvalSet(split.root, [s.path for s in split.samples],
+                 eval_transform(cfg.input_size, cfg.eval_crop_ratio), cache=cfg.cache_images)
+    logits = predict(model, ds, batch_size=min(256, max(cfg.batch_size, 64)), workers=cfg.workers, device=device,
+                     progress=False)
+    return topk_accuracy(logits, [s.label for s in split.samples], ks=(1,))["top1"]
+
+
+def run_grid(cfg: FineGrainedConfig, bb: Backbone, workdir: str | os.PathLike, seed: int,
+             log=print) -> dict:
+    """Fine-tunes every grid point (resuming finished points from `<workdir>/grid/*.json`) and returns
+    {'top1_best_on_test', 'top1_selected_on_holdout', 'points', 'splits', ...}."""
+    splits, classes = load_splits(cfg)
+    workdir = Path(workdir) / "grid"
+    workdir.mkdir(parents=True, exist_ok=True)
+    fit = TrainSet(splits["fit"].root, splits["fit"].samples,
+                   train_transform(cfg.input_size, cfg.crop_scale, cfg.color_jitter, cfg.hflip), seed=seed,
+                   cache=cfg.cache_images)
+    wall_total = 0.0
+
+    def evaluate(point):
+        nonlocal wall_total
+        name = f"lr{point['lr']:g}_wd{point['weight_decay']:g}"
+        done = workdir / f"{name}.json"
+        tcfg = train_config(cfg, bb, len(classes), len(fit), point["lr"], point["weight_decay"], seed)
+        if done.is_file():
+            out = json.loads(done.read_text())
+            if out.get("train_config") != json.loads(json.dumps(tcfg.to_dict())):
+                raise RuntimeError(f"{done} was written by a run with another config; delete {workdir} to "
+                                   "start the grid over")
+        else:
+            res = train(tcfg, fit, workdir / name, init=bb.state, workers=cfg.workers, progress=False)
+            t0 = time.time()
+            out = {"holdout_top1": top1(res.model, splits["holdout"], cfg),
+                   "test_top1": top1(res.model, splits["test"], cfg), "steps": res.steps}
+            out["wall_s"] = res.wall_s + time.time() - t0  # training (summed over resumptions) + evaluation
+            out["train_config"] = tcfg.to_dict()
+            if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank scores; one writes
+                done.write_text(json.dumps(out))
+            (workdir / name / "last.pt").unlink(missing_ok=True)  # 56 points × 5 tasks: keep scores, not weights
+        out = {k: v for k, v in out.items() if k != "train_config"}
+        log(f"  {cfg.task} {name}: holdout {out['holdout_top1']:.1f}  test {out['test_top1']:.1f}")
+        wall_total += out["wall_s"]
+        return out
+
+    results = grid_search(grid(lr=cfg.lrs, weight_decay=cfg.weight_decays), evaluate)
+    return {**protocols(results), "points": results, "wall_s": wall_total, "num_classes": len(classes),
+            "splits": {k: {"name": s.name, "size": len(s.samples)} for k, s in splits.items()}}
