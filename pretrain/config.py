@@ -12,6 +12,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
+from relabel.configs import StrictConfig
 from relabel.train import TrainConfig
 
 # timm name and create_model kwargs per scale. Mini models keep the family's block type and stage structure.
@@ -72,7 +73,7 @@ class AnnotatorConfig:
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
+class PretrainConfig(StrictConfig):
     scale: str
     data_root: str  # mini: where the world is generated; full: ImageNet root with train/ and val/
     target: TrainConfig  # the recipe of every target row (rows override the label source)
@@ -83,12 +84,6 @@ class PretrainConfig:
     clean_list: str = ""  # full: Beyer et al.'s fnames_clean.txt; mini: derived from the annotator
     cache_images: bool = False
 
-    def replace(self, **kw) -> "PretrainConfig":
-        names = {f.name for f in dataclasses.fields(self)}
-        bad = sorted(set(kw) - names)
-        if bad:
-            raise ValueError(f"unknown PretrainConfig option(s) {bad}; valid: {sorted(names)}")
-        return dataclasses.replace(self, **kw)
 
 
 def target_config(cfg: PretrainConfig, arch: str, row: str, seed: int) -> TrainConfig:

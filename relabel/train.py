@@ -32,6 +32,7 @@ from timm.scheduler import CosineLRScheduler
 from torch.utils.data import DataLoader, default_collate
 from relabel.progress import bar as progress_bar
 
+from relabel.configs import StrictConfig
 from relabel.loader import ResumableSampler, TrainSet, _mix, train_transform
 from relabel.pooling import relabel_target
 
@@ -39,7 +40,7 @@ LABEL_SOURCES = ("onehot", "relabel", "kd")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(StrictConfig):
     """Everything that decides a training run's result (its hash goes into every record)."""
     model: str = "resnet50"
     model_kwargs: dict = field(default_factory=dict)  # passed to timm.create_model (mini widths/depths)
@@ -72,16 +73,7 @@ class TrainConfig:
         if self.label not in LABEL_SOURCES:
             raise ValueError(f"label must be one of {LABEL_SOURCES}, got '{self.label}'")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
-    def replace(self, **overrides) -> "TrainConfig":
-        """A copy with overrides; a misspelt key is an error, not a silently ignored option."""
-        names = {f.name for f in dataclasses.fields(self)}
-        bad = sorted(set(overrides) - names)
-        if bad:
-            raise ValueError(f"unknown TrainConfig option(s) {bad}; valid: {sorted(names)}")
-        return dataclasses.replace(self, **overrides)
 
 
 def train_transform_for(cfg: TrainConfig):

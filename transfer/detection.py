@@ -24,6 +24,7 @@ from pathlib import Path
 
 import mmdet
 
+from relabel.configs import StrictConfig
 from transfer.data import mini_world_dir
 
 DETECTORS = {"faster_rcnn": "faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py",
@@ -31,7 +32,7 @@ DETECTORS = {"faster_rcnn": "faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py",
 
 
 @dataclass(frozen=True)
-class DetectionConfig:
+class DetectionConfig(StrictConfig):
     """One Table 9 column family (a detector) at one scale; its dict goes into every record."""
     detector: str  # 'faster_rcnn' (bbox AP) or 'mask_rcnn' (bbox and mask AP)
     data_root: str
@@ -83,15 +84,7 @@ class DetectionConfig:
     def metrics(self) -> tuple:
         return ("bbox", "segm") if self.detector == "mask_rcnn" else ("bbox",)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
-    def replace(self, **overrides) -> "DetectionConfig":
-        names = {f.name for f in dataclasses.fields(self)}
-        bad = sorted(set(overrides) - names)
-        if bad:
-            raise ValueError(f"unknown DetectionConfig option(s) {bad}; valid: {sorted(names)}")
-        return dataclasses.replace(self, **overrides)
 
 
 def get_config(scale: str, detector: str, **overrides) -> DetectionConfig:

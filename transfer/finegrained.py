@@ -28,6 +28,7 @@ from relabel.data.readers import list_class_folders
 from relabel.evaluate import predict, topk_accuracy
 from relabel.loader import EvalSet, Sample, TrainSet, eval_transform, train_transform
 from relabel.train import TrainConfig, train
+from relabel.configs import StrictConfig
 from transfer.backbone import Backbone
 from transfer.data import mini_world_dir
 from transfer.grid import grid, grid_search, protocols
@@ -46,7 +47,7 @@ _FULL_WDS = (0.0,) + tuple(float(x) for x in np.logspace(-6, -3, 7))
 
 
 @dataclass(frozen=True)
-class FineGrainedConfig:
+class FineGrainedConfig(StrictConfig):
     """One Table 8 column at one scale; its dict (plus the backbone's experiment id) goes into every record."""
     task: str
     reader: str  # 'folder' (root/<split>/<class>/<image>) or 'torchvision' (the dataset class from `root`)
@@ -76,15 +77,7 @@ class FineGrainedConfig:
         if self.reader not in ("folder", "torchvision"):
             raise ValueError(f"reader must be 'folder' or 'torchvision', got '{self.reader}'")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
-    def replace(self, **overrides) -> "FineGrainedConfig":
-        names = {f.name for f in dataclasses.fields(self)}
-        bad = sorted(set(overrides) - names)
-        if bad:
-            raise ValueError(f"unknown FineGrainedConfig option(s) {bad}; valid: {sorted(names)}")
-        return dataclasses.replace(self, **overrides)
 
 
 def get_config(scale: str, task: str, **overrides) -> FineGrainedConfig:
