@@ -15,7 +15,6 @@ iteration budget of a few minutes on one CPU core per detector.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -95,13 +94,14 @@ def get_config(scale: str, detector: str, **overrides) -> DetectionConfig:
         world = mini_world_dir()
         # objects are 7-31 px (median 15): images ×2, anchors from 16 px, RoIs mapped to levels by the FPN rule
         # for 96 px "pretraining-size" objects (48 px × 2); heads ~4× narrower; 1,600 iterations of 4 images
-        # (~11 epochs of the 600 training images) keep each detector at ~3-5 min on one CPU core
+        # (~11 epochs of the 600 training images) keep each detector at ~3-5 min on one CPU core; no flips, as in
+        # the mini pretraining: the objects are digits, which a mirror turns into other shapes
         cfg = DetectionConfig(
             detector, data_root=str(world / "coco"), dataset=f"{world.name}/coco", world=str(world),
             train_ann="annotations/instances_train.json", train_images="train",
             val_ann="annotations/instances_val.json", val_images="val",
-            image_scale=(128, 96), batch_size=4, lr=0.02, clip_grad_norm=35.0, max_iters=1600, warmup_iters=100,
-            fpn_channels=64, roi_fc_channels=256, mask_channels=32, anchor_scales=(4,), roi_finest_scale=24,
+            image_scale=(128, 96), flip_prob=0.0, batch_size=4, lr=0.02, clip_grad_norm=35.0, max_iters=1600,
+            warmup_iters=100, fpn_channels=64, roi_fc_channels=256, mask_channels=32, anchor_scales=(4,), roi_finest_scale=24,
             roi_sampling_ratio=2, roi_align_torchvision=True, rpn_train_proposals=(200, 100),
             rpn_test_proposals=(200, 100), rpn_samples=128, rcnn_samples=64, min_size=0, workers=0,
             ckpt_every=400, log_every=100)

@@ -14,7 +14,6 @@ the mini world's `finegrained/<task>/{train,val,test}/<class>/` folders, the tas
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
