@@ -21,6 +21,16 @@ RENDER_ROOT = Path(__file__).resolve().parent / "rendered"
 DEFAULT_SEEDS = (0,)
 
 
+def _run_errors() -> tuple:
+    """Errors a run raises for a cause the user can fix (missing data, wrong checkpoint, diverged loss)."""
+    from relabel.checkpoint import CheckpointError
+    from relabel.store import LabelStoreError
+    return (FileNotFoundError, CheckpointError, LabelStoreError, FloatingPointError)
+
+
+RUN_ERRORS = _run_errors()
+
+
 class UsageError(Exception):
     """Bad input from the user: printed as one sentence, exit status 2."""
 
@@ -158,6 +168,9 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RUN_ERRORS as e:  # a run stopped on a problem the user can fix: one sentence, not a traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -86,3 +86,14 @@ def test_parallel_order_starts_one_artifact_builder_then_free_jobs():
            "c": launch.Experiment("c", frozenset(), None)}
     jobs = [launch.Job(e, 0, frozenset(), True) for e in ("a", "b", "c")]
     assert [j.experiment for j in launch.order_for_parallel(jobs, reg)] == ["a", "c", "b"]
+
+
+def test_a_run_failing_on_missing_data_ends_in_one_sentence(monkeypatch, capsys):
+    def run(ctx):
+        raise FileNotFoundError("ImageNet root /nowhere has no train/ folder; set IMAGENET_ROOT")
+
+    registry = {"pretrain/resnet50/relabel": launch.Experiment("pretrain/resnet50/relabel",
+                                                                frozenset({"val", "real"}), run)}
+    monkeypatch.setattr(launch, "discover", lambda: registry)
+    assert make.main(["table2"]) == 1
+    assert capsys.readouterr().err == "error: ImageNet root /nowhere has no train/ folder; set IMAGENET_ROOT\n"
