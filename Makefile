@@ -50,7 +50,9 @@ $(TABLES): setup
 	$(VPY) -m results.make $@ $(MAKE_ARGS)
 
 bench: setup
-	$(VPY) -m bench.bench_pooling --out runs/bench/bench_pooling.json
+	$(VPY) -m bench.bench_pooling --out runs/bench/bench_pooling.json --scale $(SCALE) \
+		--records $$($(VPY) -c "from relabel.records import default_records_path as p; print(p('$(SCALE)'))")
+	$(VPY) -m results.make costs --scale $(SCALE) --no-run
 
 clean-venv:
 	rm -rf $(VENV)

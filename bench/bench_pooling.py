@@ -200,14 +200,18 @@ def main(argv=None) -> dict:
     ap.add_argument("--annotator-size", type=int, default=475)
     ap.add_argument("--workdir", default=None, help="where the synthetic stores go (default: a temporary folder)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--records", default=None,
+                    help="also append a 'bench/relabel' record here (make bench: the SCALE's records file), which "
+                         "fills the costs table (`make costs`)")
+    ap.add_argument("--scale", default="mini", help="scale written into the record (default: %(default)s)")
     args = ap.parse_args(argv)
     cuda = args.device.startswith("cuda")
     if cuda and not torch.cuda.is_available():
         ap.error("--device cuda was asked for but torch sees no GPU; run on a GPU machine or use --device cpu.")
 
+    t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.workdir or tmp)
-        t0 = time.perf_counter()
         stores = build_stores(work, args.images, args.seed)
         out = {"settings": {"k": K, "grid": GRID, "num_classes": C, "images": args.images,
                             "torch": torch.__version__, "machine": platform.machine()},
@@ -243,7 +247,42 @@ def main(argv=None) -> dict:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(f"wrote {args.out}")
+    if args.records:
+        from relabel import records as R
+        R.append(args.records, bench_record(out, vars(args), time.perf_counter() - t0, args.scale))
+        print(f"appended the bench record to {args.records}")
     return out
+
+
+IMAGENET_TRAIN_IMAGES = 1_281_167
+
+
+def bench_record(out: dict, args: dict, wall_s: float, scale: str) -> dict:
+    """The costs-table record: per-image figures measured here, extrapolated to ImageNet-1k's train set.
+
+    GPU-only figures (pooling share of a training step, annotation GPU-hours) are recorded under their paper
+    names only when the step ran on a GPU; a CPU run records them with a `_cpu` suffix, so the costs table never
+    puts a CPU ratio beside the paper's GPU figure."""
+    from relabel import records as R
+    st, b = out["train_step"], out["bytes_per_image"]
+    gpu = st["device"].startswith("cuda")
+    sfx = "" if gpu else "_cpu"
+    m = {f"store_gb_imagenet": b["uint8"]["on_disk"] * IMAGENET_TRAIN_IMAGES / 1e9,
+         **{f"store_gb_imagenet_{d}": v["on_disk"] * IMAGENET_TRAIN_IMAGES / 1e9 for d, v in b.items()},
+         "bytes_per_image_8bit": b["uint8"]["on_disk"],
+         "crops_per_s_one_core": out["cpu_read_pool"]["uint8"]["crops_per_s"],
+         f"pooling_overhead_pct{sfx}": 100 * st["pool_in_worker_over_step"],
+         "step_ms": st["step_ms"]}
+    if "annotation" in out:
+        m[f"annotation_gpu_h_imagenet{sfx}"] = IMAGENET_TRAIN_IMAGES / out["annotation"]["images_per_s"] / 3600
+        m["annotation_images_per_s"] = out["annotation"]["images_per_s"]
+    return R.make_record(experiment="bench/relabel", evaluator="bench", metrics=m,
+                         config={"bench": {k: v for k, v in args.items() if k not in ("out", "records")},
+                                 "settings": out["settings"], "step_device": st["device"],
+                                 "annotation_model": out.get("annotation", {}).get("model", "")},
+                         scale=scale, seed=0, wall_time_s=wall_s,
+                         dataset={"name": "synthetic-imagenet-top5", "split": "bench",
+                                  "size": out["settings"]["images"]})
 
 
 if __name__ == "__main__":

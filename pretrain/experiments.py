@@ -4,7 +4,9 @@
 writes one record per requested evaluator. Shared artifacts — the mini world, the annotator, the label-map stores
 and the label-cleaning list — are built once per scale under `runs/<scale>/` behind a file lock, so concurrent
 jobs never build them twice. Each target seed reuses the same annotator and stores (as every paper row reuses the
-released maps).
+released maps). `annotator/<name>` records each machine annotator's own accuracy (Fig. 4's x axis); KD rows
+(Fig. 6) forward their teacher on every crop, and every target's 'cost' record holds its measured wall-clock and
+the GFLOPs spent producing its labels.
 """
 from __future__ import annotations
 
@@ -14,12 +16,12 @@ from pathlib import Path
 import torch
 
 from pretrain import artifacts as A
-from pretrain.config import ARCHS, ROWS, get_config, target_config
+from pretrain.config import ANNOTATORS, ARCHS, ROWS, annotator_config, get_config, target_config
 from relabel import launch
-from relabel.checkpoint import save_model
+from relabel.checkpoint import load_model, save_model
 from relabel.loader import TrainSet
 from relabel.records import make_record
-from relabel.train import train, train_transform_for
+from relabel.train import TrainConfig, train, train_transform_for
 
 # Evaluators a target experiment can write records for (relabel.evaluators names, plus the training cost).
 TARGET_EVALUATORS = ("val", "v2-top-images", "v2-matched-frequency", "v2-threshold0.7", "real", "shankar",
@@ -65,47 +67,95 @@ def run_target(ctx, arch: str, row: str) -> None:
     cfg = get_config(ctx.scale)
     spec = ROWS[row]
     tcfg = target_config(cfg, arch, row, ctx.seed)
-    root, samples = A.train_samples(cfg)
-    store, annotation_cost = None, 0.0
-    if spec.uses_store:
-        store, annotation_cost = A.label_store(cfg, spec.store_dtype, spec.store_k)
+    store, annotation_s, annotated = None, 0.0, 0
+    if spec.extra:  # Table 5: train + the extra split re-labelled by the annotator, class-balanced
+        root, samples, store, annotation_s = A.train_with_extra(cfg, spec.store_dtype, spec.store_k, spec.annotator)
+        annotated = sum(A.annotation_job(cfg, spec.annotator, tag).get("images", 0)
+                        for tag in ("extra", f"trainextra{cfg.extra_per_class}"))
+        store = store if spec.uses_store else None
+    else:
+        root, samples = A.train_samples(cfg)
+        if spec.uses_store:
+            store, annotation_s = A.label_store(cfg, spec.store_dtype, spec.store_k, spec.annotator)
+            annotated = A.annotation_job(cfg, spec.annotator).get("images", 0)
     if spec.clean:
         keep = A.clean_list(cfg)
         samples = [s for s in samples if s.path in keep]
+    teacher, teacher_size, teacher_gflops = None, None, 0.0
+    if spec.teacher:  # Fig. 6: a forward of the teacher on every training crop
+        teacher, teacher_size, teacher_gflops = A.teacher(cfg, spec.teacher)
     rows = store.rows([s.path for s in samples]) if store is not None else None
     ds = TrainSet(root, samples, train_transform_for(tcfg), ctx.seed, rows=rows, cache=cfg.cache_images)
-    res = train(tcfg, ds, ctx.workdir / "train", store=store, workers=cfg.workers)
+    res = train(tcfg, ds, ctx.workdir / "train", store=store, teacher=teacher, teacher_input_size=teacher_size,
+                workers=cfg.workers)
     if ctx.main_rank:
         save_model(res.model, ctx.workdir / "model.safetensors", arch=tcfg.model,
                    model_kwargs=tcfg.model_kwargs, num_classes=tcfg.num_classes,
                    extra={"eval_input_size": cfg.eval_input, "eval_crop_ratio": cfg.eval_crop_ratio,
                           "seed": ctx.seed, "experiment": ctx.experiment})
-    dataset = {"name": A.dataset_name(cfg), "split": "train", "size": len(samples)}
-    cost = {"wall_s": res.wall_s + annotation_cost, "train_wall_s": res.wall_s, "annotation_wall_s": annotation_cost,
-            "teacher_gflops": 0.0, "images_seen": res.images_seen}
-    record_evaluations(ctx, res.model, tcfg, cfg, dataset, model_stats(res.model, tcfg.input_size), cost)
+    dataset = {"name": A.dataset_name(cfg), "split": "train+extra" if spec.extra else "train", "size": len(samples)}
+    stats = model_stats(res.model, tcfg.input_size)
+    cost = training_cost(res, stats["gflops"], teacher_gflops, annotation_s, annotated,
+                         A.annotator_gflops(cfg, spec.annotator) if annotated else 0.0)
+    if spec.teacher:
+        cost["teacher_train_wall_s"] = A.annotator_train_seconds(cfg, spec.teacher)  # pretrained in the paper
+    # EfficientNets at full scale train at their own resolution (240-300) and are evaluated there
+    ecfg = cfg if tcfg.input_size == cfg.target.input_size else cfg.replace(eval_input=tcfg.input_size)
+    record_evaluations(ctx, res.model, tcfg, ecfg, dataset, stats, cost)
+
+
+def training_cost(res, student_gflops: float, teacher_gflops: float = 0.0, annotation_s: float = 0.0,
+                  annotated: int = 0, annotator_gflops: float = 0.0) -> dict:
+    """Fig. 6's cost of one run, measured: wall-clock (training, which includes KD's teacher forwards, plus the
+    annotation job a ReLabel row's store took) and multiply-adds (G) spent producing labels — a teacher forward
+    per training image for KD, one annotator forward per annotated image for ReLabel. Training the teacher or
+    annotator is not counted (the paper takes both pretrained)."""
+    teacher_total = res.teacher_forwards * teacher_gflops
+    annotation_total = annotated * annotator_gflops
+    return {"wall_s": res.wall_s + annotation_s, "train_wall_s": res.wall_s, "annotation_wall_s": annotation_s,
+            "images_seen": res.images_seen, "teacher_forwards": res.teacher_forwards,
+            "teacher_gflops": teacher_total, "annotation_images": annotated, "annotation_gflops": annotation_total,
+            "label_gflops": teacher_total + annotation_total,
+            "student_gflops": 3.0 * res.images_seen * student_gflops,  # forward + backward ≈ 3 forwards
+            "total_gflops": 3.0 * res.images_seen * student_gflops + teacher_total + annotation_total}
 
 
 def _register_targets():
     for arch in ARCHS:
-        for row in ROWS:
+        for row, spec in ROWS.items():
             def run(ctx, arch=arch, row=row):
                 run_target(ctx, arch, row)
-            needs = ("annotator",) if ROWS[row].uses_store or ROWS[row].clean else ()
+            def recipe(scale, seed, arch=arch, row=row):
+                return target_config(get_config(scale), arch, row, seed).to_dict()
             launch.register(f"pretrain/{arch}/{row}", TARGET_EVALUATORS,
-                            doc=f"{arch} trained with the '{row}' labels", needs=needs)(run)
+                            doc=f"{arch} trained with the '{row}' labels", needs=_needs(spec), recipe=recipe)(run)
+
+
+def _needs(spec) -> tuple:
+    """The annotators a row builds or waits for ('annotator' = the default one), for the launcher's job order."""
+    names = {spec.annotator} if (spec.uses_store or spec.clean or spec.extra) else set()
+    names |= {spec.teacher} if spec.teacher else set()
+    return tuple(sorted("annotator" if n == "default" else f"annotator/{n}" for n in names))
 
 
 _register_targets()
 
 
-@launch.register("annotator/default", ("val", "real"), doc="the machine annotator's own accuracy",
-                 needs=("annotator",))
-def run_annotator(ctx) -> None:
+def run_annotator(ctx, name: str) -> None:
+    """The machine annotator's own accuracy (Fig. 4's x axis), read as a plain classifier."""
     cfg = get_config(ctx.scale)
-    model, _ = A.annotator(cfg)
-    acfg = cfg.annotator.train
-    record_evaluations(ctx, model, acfg, cfg, {"name": A.dataset_name(cfg), "split": "extra", "size": 0})
+    model = load_model(A.annotator_checkpoint(cfg, name))
+    a = annotator_config(cfg, name)
+    acfg = a.train
+    extra = {**model_stats(model, a.input_size), "train_wall_s": A.annotator_train_seconds(cfg, name)}
+    record_evaluations(ctx, model, acfg if acfg is not None else TrainConfig(), cfg,
+                       {"name": A.dataset_name(cfg), "split": "extra", "size": 0}, extra)
+
+
+for _name in ANNOTATORS:
+    launch.register(f"annotator/{_name}", ("val", "real"), doc=f"the machine annotator '{_name}' (Fig. 4)",
+                    needs=("annotator",) if _name == "default" else (f"annotator/{_name}",))(
+        lambda ctx, _name=_name: run_annotator(ctx, _name))
 
 
 @launch.register("analysis/crop_iou", ("crop_iou",), doc="Fig. 2: random crops vs ground-truth boxes")

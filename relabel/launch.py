@@ -49,21 +49,39 @@ class Experiment:
     run: Callable[[RunContext], None]
     doc: str = ""
     needs: tuple = ()  # shared artifacts the run builds or waits for (e.g. 'annotator'), for job ordering
+    # recipe(scale, seed) -> the dict the run writes as record["config"]["train"]; records written under another
+    # recipe (the config changed since) are stale: `make` ignores them and runs the cell again.
+    recipe: Callable[[str, int], dict] | None = None
+
+    def is_current(self, rec: dict) -> bool:
+        if self.recipe is None:
+            return True
+        try:
+            want = self.recipe(rec["scale"], rec["seed"])
+        except Exception:  # a scale this experiment cannot configure here (e.g. full without its env): keep
+            return True
+        return rec.get("config", {}).get("train") == want
 
 
 _REGISTRY: dict[str, Experiment] = {}
 _DISCOVERED = False
 
 
-def register(experiment_id: str, evaluators, doc: str = "", needs=()):
-    """Decorator: `fn(ctx)` produces records of `evaluators` for `experiment_id`."""
+def register(experiment_id: str, evaluators, doc: str = "", needs=(), recipe=None):
+    """Decorator: `fn(ctx)` produces records of `evaluators` for `experiment_id`; see Experiment.recipe."""
     def deco(fn):
         if experiment_id in _REGISTRY and _REGISTRY[experiment_id].run is not fn:
             raise ValueError(f"experiment '{experiment_id}' is registered twice")
         _REGISTRY[experiment_id] = Experiment(experiment_id, frozenset(evaluators), fn, doc or (fn.__doc__ or ""),
-                                              tuple(needs))
+                                              tuple(needs), recipe)
         return fn
     return deco
+
+
+def current_records(records: list, registry: dict) -> tuple[list, int]:
+    """(the records written under each experiment's current recipe, how many stale ones were dropped)."""
+    keep = [r for r in records if r["experiment"] not in registry or registry[r["experiment"]].is_current(r)]
+    return keep, len(records) - len(keep)
 
 
 def discover() -> dict[str, Experiment]:

@@ -4,6 +4,8 @@ Every pretraining row of the paper is this loop with other parameters (STYLE.md:
 - Label sources (`TrainConfig.label`): 'onehot' (with `label_smoothing`), 'relabel' (LabelPooling of a top-k
   label-map store over each crop; `relabel_variant` picks the Table 2 row), 'kd' (a teacher's softmax on the crop,
   Fig. 6). All become soft targets trained with soft cross-entropy (equal to CE / CE with smoothing for one-hot).
+- Multi-label (Table 10, multilabel_coco/): `loss='bce'` (per-class binary cross-entropy) with label 'multihot'
+  (each sample's label is a 0/1 vector) or 'relabel' with a rule registered by `register_pooled_target`.
 - CutMix (`cutmix_prob`) mixes crops and their soft targets by the area-corrected λ (paper §4.3: pooled labels are
   mixed by the CutMix rule); it is switched off for the last `cutmix_off_epochs` epochs as in the official recipe.
 - SGD (Nesterov) or AdamP from timm, per-iteration warm-up + cosine (timm's CosineLRScheduler), bf16 autocast on
@@ -16,10 +18,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ClassVar
 
 import numpy as np
 import timm
@@ -36,7 +39,21 @@ from relabel.configs import StrictConfig
 from relabel.loader import ResumableSampler, TrainSet, _mix, train_transform
 from relabel.pooling import relabel_target
 
-LABEL_SOURCES = ("onehot", "relabel", "kd")
+LABEL_SOURCES = ("onehot", "relabel", "kd", "multihot")
+LOSSES = ("ce", "bce")  # soft cross-entropy (single-label tasks); per-class binary CE (multi-label, Table 10)
+
+# Pooled-target rules beyond relabel.pooling.VARIANTS, registered by section code (multilabel_coco/targets.py:
+# BCE targets from pooled oracle masks or machine logits): name -> fn(scores, indices, boxes, num_classes, *,
+# flips, labels) -> [B, C]. A config selects one by name (`relabel_variant`), so its hash names the rule.
+POOLED_TARGET_RULES: dict[str, Callable] = {}
+
+
+def register_pooled_target(name: str):
+    """Decorator: makes `fn` the LabelPooling target of `relabel_variant=name` (computed in loader workers)."""
+    def deco(fn):
+        POOLED_TARGET_RULES[name] = fn
+        return fn
+    return deco
 
 
 @dataclass(frozen=True)
@@ -65,26 +82,104 @@ class TrainConfig(StrictConfig):
     cutmix_prob: float = 0.0
     cutmix_beta: float = 1.0
     cutmix_off_epochs: int = 0
+    loss: str = "ce"  # LOSSES; "bce" with label "multihot" (multi-hot image labels) or a multi-label pooled rule
     drop_path: float = 0.0
+    # The EfficientNet recipe (paper App. D.2, timm's components): dropout before the classifier, RandAugment
+    # (a timm config string such as 'rand-m9-mstd0.5'), random-erasing probability and Mixup α (0 = off).
+    drop_rate: float = 0.0
+    randaugment: str = ""
+    random_erasing: float = 0.0
+    mixup_alpha: float = 0.0
+    # bf16 autocast + channels-last on a CPU that computes bf16 natively (AVX512-BF16 / AMX; ~2.4x faster for the
+    # mini models here). CUDA always trains in bf16 autocast.
+    amp_cpu: bool = False
     ckpt_every: int = 500  # steps
     seed: int = 0
 
     def __post_init__(self):
         if self.label not in LABEL_SOURCES:
             raise ValueError(f"label must be one of {LABEL_SOURCES}, got '{self.label}'")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got '{self.loss}'")
+
+    # Fields added after runs were recorded, with their defaults: left out of to_dict() while at the default, so
+    # the checkpoints (resume check), grid points and config hashes of earlier runs still match.
+    _LATER_FIELDS: ClassVar[dict] = {"loss": "ce", "drop_rate": 0.0, "randaugment": "", "random_erasing": 0.0,
+                                     "mixup_alpha": 0.0, "amp_cpu": False}
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        return {k: v for k, v in d.items() if not (k in self._LATER_FIELDS and v == self._LATER_FIELDS[k])}
 
 
 
 
 def train_transform_for(cfg: TrainConfig):
     """The training augmentation a config asks for (crop scale, colour jitter, flip probability, input size)."""
-    return train_transform(cfg.input_size, cfg.crop_scale, cfg.color_jitter, cfg.hflip)
+    t = train_transform(cfg.input_size, cfg.crop_scale, cfg.color_jitter, cfg.hflip)
+    return _with_timm_augment(t, cfg) if (cfg.randaugment or cfg.random_erasing) else t
+
+
+class _SeededFromTorch:
+    """Runs a timm transform (which draws from Python's and NumPy's RNGs) with both seeded from torch's RNG, which
+    TrainSet seeds per (seed, epoch, index): the augmentation stays deterministic, so a killed run resumes exactly."""
+
+    def __init__(self, t):
+        self.t = t
+
+    def __call__(self, x):
+        s = int(torch.randint(2**31 - 1, (1,)))
+        py, npy = random.getstate(), np.random.get_state()
+        random.seed(s)
+        np.random.seed(s)
+        try:
+            return self.t(x)
+        finally:
+            random.setstate(py)
+            np.random.set_state(npy)
+
+    def __repr__(self):
+        return f"Seeded({self.t!r})"
+
+
+def _with_timm_augment(t, cfg: TrainConfig):
+    """Adds timm's RandAugment (on the crop, before ToTensor) and RandomErasing (on the normalised tensor): the
+    EfficientNet recipe of App. D.2. They act after the crop, so the crop box LabelPooling reads is unchanged."""
+    from timm.data.auto_augment import rand_augment_transform
+    from timm.data.random_erasing import RandomErasing
+    from torchvision.transforms import ToTensor
+    from relabel.loader import IMAGENET_MEAN
+    from relabel.transforms import ComposeWithBox
+    ts = list(t.transforms)
+    if cfg.randaugment:  # translate_const as timm's create_transform sets it: 45% of the image side
+        ra = rand_augment_transform(cfg.randaugment, {"translate_const": int(cfg.input_size * 0.45),
+                                                      "img_mean": tuple(round(255 * m) for m in IMAGENET_MEAN)})
+        ts.insert(next(i for i, x in enumerate(ts) if isinstance(x, ToTensor)), _SeededFromTorch(ra))
+    if cfg.random_erasing:
+        ts.append(_SeededFromTorch(RandomErasing(cfg.random_erasing, mode="pixel", device="cpu")))
+    return ComposeWithBox(ts)
+
+
+def mixup(x: torch.Tensor, target: torch.Tensor, alpha: float, seed: int):
+    """timm's Mixup (batch mode) on soft targets: x and target mixed with the reversed batch by λ ~ Beta(α, α).
+    NumPy's RNG (which timm draws λ from) is seeded per step, so a resumed run draws the same λ."""
+    from timm.data.mixup import Mixup
+    m = Mixup(mixup_alpha=alpha, cutmix_alpha=0.0, label_smoothing=0.0, num_classes=target.shape[1],
+              multi_label=True)  # multi_label: mixes dense (soft) targets as given, no one-hot conversion
+    state = np.random.get_state()
+    np.random.seed(seed % 2**32)
+    try:
+        return m(x.clone(), target)
+    finally:
+        np.random.set_state(state)
 
 
 def create_model(cfg: TrainConfig) -> nn.Module:
     kw = dict(cfg.model_kwargs)
     if cfg.drop_path:
         kw["drop_path_rate"] = cfg.drop_path
+    if cfg.drop_rate:
+        kw["drop_rate"] = cfg.drop_rate
     return timm.create_model(cfg.model, pretrained=False, num_classes=cfg.num_classes, **kw)
 
 
@@ -144,10 +239,14 @@ class LabelPoolingCollate:
 
     def __init__(self, store, num_classes: int, variant: str, official: bool = False):
         self.store, self.num_classes, self.variant, self.official = store, num_classes, variant, official
+        self.rule = POOLED_TARGET_RULES.get(variant)  # a registered rule (e.g. multi-label BCE targets), if any
 
     def __call__(self, samples):
         x, boxes, flips, labels, rows = default_collate(samples)
         scores, indices = self.store.read_batch(rows.numpy())
+        if self.rule is not None:
+            target = self.rule(scores, indices, boxes, self.num_classes, flips=flips, labels=labels)
+            return x, boxes, flips, labels, rows, target
         target = relabel_target(scores, indices, boxes, self.num_classes, variant=self.variant, flips=flips,
                                 labels=labels, official=self.official)
         return x, boxes, flips, labels, rows, target
@@ -175,6 +274,14 @@ def init_distributed() -> DistInfo:
     if torch.cuda.is_available():
         torch.cuda.set_device(info.local_rank)
     return info
+
+
+def cpu_bf16_native() -> bool:
+    """Whether this CPU computes bf16 in hardware (oneDNN's check: AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def default_device(info: DistInfo) -> torch.device:
@@ -258,7 +365,9 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
 
     ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda"
                                                     else None) if info.world > 1 else model
-    amp = device.type == "cuda"
+    amp = device.type == "cuda" or (cfg.amp_cpu and cpu_bf16_native())
+    if amp:
+        model.to(memory_format=torch.channels_last)
     local_bs = cfg.batch_size // info.world
     bar = progress_bar(total=total, initial=step, disable=not (progress and info.main), unit="step",
                desc=f"train {cfg.model} [{cfg.label}{'/' + cfg.relabel_variant if cfg.label == 'relabel' else ''}]")
@@ -276,11 +385,15 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
         for x, _boxes, _flips, labels, _rows, *pooled in loader:
             scheduler.step_update(step)
             x, labels = x.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            if amp:
+                x = x.contiguous(memory_format=torch.channels_last)
             with torch.no_grad():
                 if cfg.label == "onehot":
                     target = onehot_target(labels, cfg.num_classes, cfg.label_smoothing)
                 elif cfg.label == "relabel":
                     target = pooled[0].to(device, non_blocking=True)
+                elif cfg.label == "multihot":  # each sample's label is its length-C 0/1 vector (multi-label)
+                    target = labels.float()
                 else:
                     tx = x if not teacher_input_size else F.interpolate(
                         x, size=(teacher_input_size,) * 2, mode="bilinear", align_corners=False)
@@ -291,9 +404,12 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
                 g = torch.Generator().manual_seed(_mix(cfg.seed, step, 0xC7))
                 if float(torch.rand(1, generator=g)) < cfg.cutmix_prob:
                     x, target, _ = cutmix(x, target, cfg.cutmix_beta, g)
+            if cfg.mixup_alpha > 0:
+                x, target = mixup(x, target, cfg.mixup_alpha, _mix(cfg.seed, step, 0x3D))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 logits = ddp(x)
-            loss = soft_cross_entropy(logits, target)
+            loss = (soft_cross_entropy(logits, target) if cfg.loss == "ce"
+                    else F.binary_cross_entropy_with_logits(logits.float(), target))
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower the learning rate")
             optimizer.zero_grad(set_to_none=True)

@@ -112,8 +112,17 @@ def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_
     run_seeds = seeds or DEFAULT_SEEDS
     registry = launch.discover()
     status = 0
+    warned = set()
+
+    def current():
+        recs, stale = launch.current_records(load_records(paths), registry)
+        if stale and stale not in warned:
+            warned.add(stale)
+            log(f"({stale} record(s) were written under an earlier recipe: ignored, their cells run again)")
+        return recs
+
     for spec in specs:
-        computed = render.compute(spec, load_records(paths), scale, seeds)
+        computed = render.compute(spec, current(), scale, seeds)
         planned = launch.plan(missing_sources(computed, run_seeds), registry)
         todo = [j for j in planned if j.registered]
         absent = [j for j in planned if not j.registered]
@@ -129,7 +138,7 @@ def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_
             continue
         if run and todo:
             run_jobs(todo, scale, main_records, registry, jobs, log, spec.name)
-        records = load_records(paths)
+        records = current()
         computed = render.compute(spec, records, scale, seeds)
         desc = ", ".join(str(p) for p in paths if Path(p).exists()) or "none yet"
         written = render.write_all(computed, records, Path(out_root) / scale, desc)
@@ -162,9 +171,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(RENDER_ROOT), help="render root (default results/rendered)")
     ap.add_argument("--jobs", type=int, default=1, help="runs to execute at once, each in its own process "
                     "with cores/jobs threads (default 1)")
+    ap.add_argument("--no-run", action="store_true",
+                    help="render from the records there are, running nothing (missing cells stay '—')")
     a = ap.parse_args(argv)
     try:
-        return make(a.targets, a.scale, parse_seeds(a.seeds), a.dry_run, a.records, Path(a.out), jobs=a.jobs)
+        return make(a.targets, a.scale, parse_seeds(a.seeds), a.dry_run, a.records, Path(a.out), jobs=a.jobs,
+                    run=not a.no_run)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

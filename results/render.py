@@ -70,7 +70,7 @@ def compute(table: Table, records: list, scale: str, seeds=None) -> Computed:
     for row in table.rows:
         for col, src in zip(table.cols, row.sources):
             cell = Cell()
-            if src is not None:
+            if src is not None and scale in row.scales:
                 for seed, rec in sorted(select(records, src, scale, seeds).items()):
                     value = rec["metrics"][src.metric]
                     if isinstance(value, (int, float)):

@@ -56,14 +56,40 @@ def test_registered_experiment_runs_only_missing_cells_once(monkeypatch, tmp_pat
     registry = {e: launch.Experiment(e, frozenset({"val", "real"}), fake_run)
                 for e in ("pretrain/resnet50/relabel", "pretrain/resnet50/localized_single",
                           "pretrain/resnet50/global_multi", "pretrain/resnet50/global_single",
-                          "pretrain/resnet50/original")}
+                          "pretrain/resnet50/original", "pretrain/resnet50/relabel_oracle")}
     monkeypatch.setattr(launch, "discover", lambda: registry)
     out = tmp_path / "rendered"
     assert make.make(["table2"], "mini", (0, 1), out_root=out, log=lambda *_: None) == 0
-    assert len(calls) == 10 and all(ev == {"val", "real"} for *_, ev in calls)
+    assert len(calls) == 12 and all(ev == {"val", "real"} for *_, ev in calls)
     assert make.make(["table2"], "mini", (0, 1), out_root=out, log=lambda *_: None) == 0
-    assert len(calls) == 10  # second call: every cell has its records, nothing re-runs
+    assert len(calls) == 12  # second call: every cell has its records, nothing re-runs
     assert "50.5 ± 0.7 (n=2)" in (out / "mini" / "table2.md").read_text()
+
+
+def test_records_of_an_earlier_recipe_are_stale_and_their_cells_run_again(monkeypatch, tmp_path):
+    recipe = {"lr": 0.1}
+    calls = []
+
+    def fake_run(ctx):
+        calls.append(ctx.seed)
+        for ev in ctx.evaluators:
+            ctx.append(R.make_record(experiment=ctx.experiment, evaluator=ev, metrics={"top1": 100 * recipe["lr"]},
+                                     config={"train": dict(recipe)}, scale=ctx.scale, seed=ctx.seed,
+                                     dataset={"name": "fake", "split": "val", "size": 1}, wall_time_s=0))
+
+    exps = ("pretrain/resnet50/relabel", "pretrain/resnet50/localized_single", "pretrain/resnet50/global_multi",
+            "pretrain/resnet50/global_single", "pretrain/resnet50/original", "pretrain/resnet50/relabel_oracle")
+    registry = {e: launch.Experiment(e, frozenset({"val", "real"}), fake_run, recipe=lambda scale, seed: recipe)
+                for e in exps}
+    monkeypatch.setattr(launch, "discover", lambda: registry)
+    out, lines = tmp_path / "rendered", []
+    assert make.make(["table2"], "mini", (0,), out_root=out, log=lines.append) == 0
+    assert len(calls) == 6 and "10.0" in (out / "mini" / "table2.md").read_text()
+    recipe["lr"] = 0.2  # the config changed: every cell is stale, runs again, and only the new records count
+    assert make.make(["table2"], "mini", (0,), out_root=out, log=lines.append) == 0
+    assert len(calls) == 12 and any("earlier recipe" in l for l in lines)
+    md = (out / "mini" / "table2.md").read_text()
+    assert "20.0" in md and "10.0" not in md
 
 
 def test_bad_seeds_and_missing_records_file_are_clear_errors():

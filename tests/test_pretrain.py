@@ -61,3 +61,21 @@ def test_derived_store_holds_the_top_k_of_its_base(tmp_path):
         ds, di = derived.read(p)
         assert np.array_equal(di, bi[:2])  # best-first order: the two best classes at every location
         assert np.allclose(ds, bs[:2], atol=1e-2)
+
+
+def test_oracle_maps_are_scaled_mask_coverage_per_cell():
+    import numpy as np
+    from pycocotools import mask as mask_utils
+    from pretrain.oracle import oracle_maps
+    m = np.zeros((48, 48), np.uint8, order="F")
+    m[:, :24] = 1  # class 3 fills the left half
+    m2 = np.zeros((48, 48), np.uint8, order="F")
+    m2[:4, 40:] = 1  # class 7: half of the top-right cell
+    rle = lambda a: {**mask_utils.encode(np.asfortranarray(a)), "counts": mask_utils.encode(np.asfortranarray(a))["counts"].decode()}
+    ann = {"images": [{"file": "a.png", "height": 48, "width": 48,
+                       "objects": [{"class": 3, "mask": rle(m)}, {"class": 7, "mask": rle(m2)}]}]}
+    maps = oracle_maps(ann, ["a.png"], 10, (6, 6), logit_scale=30.0)
+    assert maps.shape == (1, 10, 6, 6)
+    assert np.allclose(maps[0, 3, :, :3], 30.0) and np.allclose(maps[0, 3, :, 3:], 0.0)
+    assert np.isclose(maps[0, 7, 0, 5], 15.0) and maps[0, 7].sum() == 15.0
+    assert maps[0, [0, 1, 2, 4, 5, 6, 8, 9]].sum() == 0
