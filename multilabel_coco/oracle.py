@@ -20,25 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from relabel.masks import area_weights, resize_masks  # noqa: F401  (re-exported)
 from relabel.store import LabelMapStore, file_sizes
 from multilabel_coco.data import CocoSplit
-
-
-def area_weights(n_in: int, n_out: int) -> np.ndarray:
-    """[n_out, n_in] weights of exact area-average resampling along one axis: cell i covers input pixels
-    [i·n_in/n_out, (i+1)·n_in/n_out), each pixel counted by the length of its overlap, rows summing to 1."""
-    edges = np.arange(n_out + 1) * (n_in / n_out)
-    lo, hi = edges[:-1, None], edges[1:, None]
-    px = np.arange(n_in)[None, :]
-    overlap = np.clip(np.minimum(hi, px + 1) - np.maximum(lo, px), 0.0, None)
-    return overlap / (n_in / n_out)
-
-
-def resize_masks(masks: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    """[C, H, W] binary masks → [C, h, w] float32 coverage fractions (exact area average)."""
-    _, H, W = masks.shape
-    wy, wx = area_weights(H, grid[0]), area_weights(W, grid[1])
-    return np.einsum("ih,chw,jw->cij", wy, masks.astype(np.float64), wx).astype(np.float32)
 
 
 def class_masks(coco, image_id: int, cat_ids) -> np.ndarray:

@@ -10,6 +10,7 @@ the GFLOPs spent producing its labels.
 """
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from pretrain.config import ANNOTATORS, ARCHS, ROWS, annotator_config, get_confi
 from relabel import launch
 from relabel.checkpoint import load_model, save_model
 from relabel.loader import TrainSet
-from relabel.records import make_record
+from relabel.records import config_hash, make_record
 from relabel.train import TrainConfig, train, train_transform_for
 
 # Evaluators a target experiment can write records for (relabel.evaluators names, plus the training cost).
@@ -86,6 +87,7 @@ def run_target(ctx, arch: str, row: str) -> None:
         teacher, teacher_size, teacher_gflops = A.teacher(cfg, spec.teacher)
     rows = store.rows([s.path for s in samples]) if store is not None else None
     ds = TrainSet(root, samples, train_transform_for(tcfg), ctx.seed, rows=rows, cache=cfg.cache_images)
+    set_aside_stale(ctx.workdir / "train", tcfg)
     res = train(tcfg, ds, ctx.workdir / "train", store=store, teacher=teacher, teacher_input_size=teacher_size,
                 workers=cfg.workers)
     if ctx.main_rank:
@@ -102,6 +104,24 @@ def run_target(ctx, arch: str, row: str) -> None:
     # EfficientNets at full scale train at their own resolution (240-300) and are evaluated there
     ecfg = cfg if tcfg.input_size == cfg.target.input_size else cfg.replace(eval_input=tcfg.input_size)
     record_evaluations(ctx, res.model, tcfg, ecfg, dataset, stats, cost)
+
+
+def set_aside_stale(train_dir: Path, tcfg) -> Path | None:
+    """Moves a run's checkpoints written under an earlier recipe (its records are stale, so `make` runs the cell
+    again) to `<dir>.stale-<old config hash>`, so the current recipe trains afresh instead of the trainer refusing
+    to resume; returns where they went (None if there was nothing stale)."""
+    last = train_dir / "last.pt"
+    if not last.exists():
+        return None
+    saved = torch.load(last, map_location="cpu", weights_only=True)["config"]
+    if saved == tcfg.to_dict():
+        return None
+    dest = train_dir.with_name(f"{train_dir.name}.stale-{config_hash(saved)}")
+    if dest.exists():
+        shutil.rmtree(dest)
+    train_dir.rename(dest)
+    print(f"{train_dir} was trained under an earlier recipe: moved to {dest.name}, training afresh", flush=True)
+    return dest
 
 
 def training_cost(res, student_gflops: float, teacher_gflops: float = 0.0, annotation_s: float = 0.0,
@@ -152,9 +172,15 @@ def run_annotator(ctx, name: str) -> None:
                        {"name": A.dataset_name(cfg), "split": "extra", "size": 0}, extra)
 
 
+def _annotator_recipe(scale: str, seed: int, name: str) -> dict:
+    train_cfg = annotator_config(get_config(scale), name).train
+    return (train_cfg if train_cfg is not None else TrainConfig()).to_dict()
+
+
 for _name in ANNOTATORS:
     launch.register(f"annotator/{_name}", ("val", "real"), doc=f"the machine annotator '{_name}' (Fig. 4)",
-                    needs=("annotator",) if _name == "default" else (f"annotator/{_name}",))(
+                    needs=("annotator",) if _name == "default" else (f"annotator/{_name}",),
+                    recipe=lambda scale, seed, _name=_name: _annotator_recipe(scale, seed, _name))(
         lambda ctx, _name=_name: run_annotator(ctx, _name))
 
 
@@ -175,8 +201,13 @@ def run_crop_iou(ctx) -> None:
                            wall_time_s=time.time() - t0))
 
 
+def _annotator_recipe(scale, seed=0):
+    a = get_config(scale).annotator
+    return a.train.to_dict() if a.train is not None else None
+
+
 @launch.register("analysis/label_confidence", ("crop_conf",), doc="Fig. 5: pooled-label confidence vs crop IoU",
-                 needs=("annotator",))
+                 needs=("annotator",), recipe=_annotator_recipe)
 def run_label_confidence(ctx) -> None:
     from pretrain.analysis import label_confidence
     cfg = get_config(ctx.scale)
@@ -184,7 +215,8 @@ def run_label_confidence(ctx) -> None:
     store, _ = A.label_store(cfg, "float32", 5)
     metrics, n = label_confidence(cfg, store, seed=ctx.seed)
     ctx.append(make_record(experiment=ctx.experiment, evaluator="crop_conf", metrics=metrics,
-                           config={"store": str(store.path), "crops_per_image": 20, "scale": [0.08, 1.0]},
+                           config={"store": str(store.path), "crops_per_image": 20, "scale": [0.08, 1.0],
+                                   "train": _annotator_recipe(ctx.scale)},  # the annotator behind the maps
                            scale=ctx.scale, seed=ctx.seed,
                            dataset={"name": A.dataset_name(cfg), "split": "train", "size": n},
                            wall_time_s=time.time() - t0))

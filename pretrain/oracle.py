@@ -2,8 +2,8 @@
 
 Not a row of the paper. It separates the two things ReLabel needs: LabelPooling (crop-level labels) and a strong
 annotator. Each class's cell value is `logit_scale` × the fraction of the cell its visible mask covers (masks from
-the train split's `annotations.json`, area-averaged onto the annotator's grid with multilabel_coco's exact
-resampling), stored as logits in the same top-k store, so LabelPooling treats them like an annotator's map: a
+the train split's `annotations.json`, area-averaged onto the annotator's grid by
+relabel.masks), stored as logits in the same top-k store, so LabelPooling treats them like an annotator's map: a
 crop that holds mostly one object gets a confident label, a crop of background a flat one.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from multilabel_coco.oracle import resize_masks
+from relabel.masks import resize_masks
 from relabel.store import LabelMapStore, file_sizes
 
 LOGIT_SCALE = 30.0  # a fully covered cell's logit: a confident annotator (EfficientNet-L2's top logits reach ~10-20)

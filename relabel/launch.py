@@ -8,6 +8,8 @@ resumable: a run killed half-way and started again continues from its own checkp
 """
 from __future__ import annotations
 
+import json
+
 import contextlib
 import fcntl
 import importlib
@@ -60,7 +62,7 @@ class Experiment:
             want = self.recipe(rec["scale"], rec["seed"])
         except Exception:  # a scale this experiment cannot configure here (e.g. full without its env): keep
             return True
-        return rec.get("config", {}).get("train") == want
+        return rec.get("config", {}).get("train") == json.loads(json.dumps(want))  # as a record stores it
 
 
 _REGISTRY: dict[str, Experiment] = {}
@@ -147,7 +149,8 @@ def run_job(job: Job, scale: str, records_path: Path, registry: dict) -> None:
                          f"it produces {sorted(exp.evaluators)}")
     wd = workdir(job.experiment, scale, job.seed)
     wd.mkdir(parents=True, exist_ok=True)
-    exp.run(RunContext(job.experiment, scale, job.seed, job.evaluators, records_path, wd))
+    with artifact_lock(wd / "job"):  # two drivers asking for the same run: the second waits, then resumes it
+        exp.run(RunContext(job.experiment, scale, job.seed, job.evaluators, records_path, wd))
 
 
 def checkpoint_path(experiment_id: str, scale: str, seed: int) -> Path:

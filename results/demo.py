@@ -21,6 +21,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", help="comma-separated seeds (default 0)")
     ap.add_argument("--jobs", type=int, default=1, help="runs to execute at once (default 1)")
     a = ap.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)
     try:
         seeds = make.parse_seeds(a.seeds)
     except make.UsageError as e:

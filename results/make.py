@@ -82,11 +82,20 @@ def run_jobs(todo, scale, records_path, registry, jobs, log, name):
     todo = launch.order_for_parallel(todo, registry)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     log(f"[{name}] {len(todo)} runs, {jobs} at a time ({threads} thread(s) each)")
+    import signal
     with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_run_one, job, scale, records_path, threads): job for job in todo}
-        for i, fut in enumerate(cf.as_completed(futures), 1):
-            job = futures[fut]
-            log(f"[{name} {i}/{len(todo)}] {job.experiment} seed={job.seed} done in {fut.result():.0f}s")
+        def stop(signum, _frame):  # a killed driver takes its workers with it (runs resume from checkpoints)
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
+            raise SystemExit(128 + signum)
+        previous = signal.signal(signal.SIGTERM, stop)
+        try:
+            futures = {pool.submit(_run_one, job, scale, records_path, threads): job for job in todo}
+            for i, fut in enumerate(cf.as_completed(futures), 1):
+                job = futures[fut]
+                log(f"[{name} {i}/{len(todo)}] {job.experiment} seed={job.seed} done in {fut.result():.0f}s")
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_root=RENDER_ROOT,
@@ -174,6 +183,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-run", action="store_true",
                     help="render from the records there are, running nothing (missing cells stay '—')")
     a = ap.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a log file as they happen
     try:
         return make(a.targets, a.scale, parse_seeds(a.seeds), a.dry_run, a.records, Path(a.out), jobs=a.jobs,
                     run=not a.no_run)

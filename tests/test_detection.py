@@ -125,10 +125,12 @@ def test_two_iteration_train_and_coco_eval(tmp_path, detector):
     assert all(0.0 <= res.metrics[k] <= 100.0 for k in want)
     assert (res.train_size, res.val_size, res.resumed) == (4, 2, False)
     assert (tmp_path / "wd" / "mmdet" / "iter_2.pth").is_file()
+    assert 0 < res.train_wall_s < res.wall_s
     # a second call finds the finished run's own checkpoint (weights-only load with the allow-list) and
-    # only re-evaluates
+    # only re-evaluates; its wall time still counts the first call's training
     again = run_detection(cfg, ckpt, tmp_path / "wd", seed=0, quiet=True)
     assert again.resumed and again.metrics == res.metrics
+    assert again.train_wall_s >= 0.5 * res.train_wall_s and again.wall_s > again.train_wall_s
 
 
 @pytest.mark.slow
@@ -141,6 +143,23 @@ def test_diverged_training_stops_with_a_clear_error(tmp_path):
         run_detection(cfg, tiny_backbone(tmp_path / "bb.safetensors"), tmp_path / "wd", seed=0, quiet=True)
 
 
+def test_training_wall_time_is_summed_over_resumptions(monkeypatch):
+    """The hook keeps the training time in each checkpoint's meta; a resumed run adds its own time to it."""
+    from transfer import mm_hooks
+    clock = iter([100.0, 130.0, 500.0, 520.0])  # run 1: starts, checkpoints 30 s in; run 2: starts, ends 20 s in
+    monkeypatch.setattr(mm_hooks.time, "time", lambda: next(clock))
+    first = mm_hooks.TrainWallTimeHook()
+    first.before_train(None)
+    ckpt = {"meta": {"iter": 400}}
+    first.before_save_checkpoint(None, ckpt)
+    assert ckpt["meta"][first.META_KEY] == 30.0
+    resumed = mm_hooks.TrainWallTimeHook()  # killed after the checkpoint; a new process resumes from it
+    resumed.after_load_checkpoint(None, ckpt)
+    resumed.before_train(None)
+    resumed.after_train(None)
+    assert (resumed.before, resumed.total) == (30.0, 50.0)
+
+
 def test_resuming_with_another_config_is_refused(tmp_path):
     from transfer.detection import get_config, run_detection
     coco = tiny_coco(tmp_path / "coco")
@@ -149,5 +168,29 @@ def test_resuming_with_another_config_is_refused(tmp_path):
     stamp.parent.mkdir(parents=True)
     stamp.write_text("{}")  # as left by an earlier run with other settings
     cfg = get_config("mini", "faster_rcnn", data_root=str(coco), max_iters=2)
-    with pytest.raises(RuntimeError, match="another config or backbone; delete it"):
+    with pytest.raises(RuntimeError, match="another config or backbone checkpoint; delete it"):
         run_detection(cfg, ckpt, tmp_path / "wd", seed=0, quiet=True)
+
+
+def test_a_stale_detection_workdir_is_set_aside_under_make(tmp_path, monkeypatch):
+    """on_stale='set_aside' (the launcher's choice) moves the old work dir away and builds a fresh run."""
+    from transfer import detection
+    coco = tiny_coco(tmp_path / "coco")
+    ckpt = tiny_backbone(tmp_path / "bb.safetensors")
+    work = tmp_path / "wd" / "mmdet"
+    work.mkdir(parents=True)
+    (work / "transfer_config.json").write_text("{}")
+    (work / "last_checkpoint").write_text(str(work / "iter_400.pth"))  # would be resumed into if left in place
+
+    class Built(Exception):
+        pass
+
+    def stop(mm):
+        assert mm.resume is False and not (work / "last_checkpoint").exists()
+        raise Built
+    monkeypatch.setattr("mmengine.runner.Runner.from_cfg", stop)
+    cfg = detection.get_config("mini", "faster_rcnn", data_root=str(coco), max_iters=2)
+    with pytest.raises(Built):
+        detection.run_detection(cfg, ckpt, tmp_path / "wd", seed=0, quiet=True, on_stale="set_aside")
+    (moved,) = (tmp_path / "wd").glob("mmdet.stale-*")
+    assert (moved / "last_checkpoint").exists()

@@ -67,7 +67,7 @@ def test_registered_experiment_runs_only_missing_cells_once(monkeypatch, tmp_pat
 
 
 def test_records_of_an_earlier_recipe_are_stale_and_their_cells_run_again(monkeypatch, tmp_path):
-    recipe = {"lr": 0.1}
+    recipe = {"lr": 0.1, "crop_scale": (0.08, 1.0)}  # a tuple comes back from JSON as a list: still current
     calls = []
 
     def fake_run(ctx):

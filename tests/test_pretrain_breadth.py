@@ -165,8 +165,8 @@ def test_annotator_ladder_configs():
     w = annotator_config(cfg, "w025").train
     assert w.model == base.train.model and w.epochs == base.train.epochs
     assert tuple(w.model_kwargs["channels"]) == tuple(c // 4 for c in base.train.model_kwargs["channels"])
-    assert annotator_config(cfg, "e12").train.epochs == 12 and annotator_config(cfg, "e1").train.epochs == 1
-    assert annotator_config(cfg, "e1").read_kwargs == base.read_kwargs
+    assert annotator_config(cfg, "e2").train.epochs == 2 and annotator_config(cfg, "e6").train.epochs == 6
+    assert annotator_config(cfg, "e2").read_kwargs == base.read_kwargs
     with pytest.raises(KeyError, match="unknown annotator 'b7'"):
         annotator_config(cfg, "b7")
     for name in ANNOTATORS:
@@ -177,9 +177,9 @@ def test_annotator_ladder_configs():
 def test_full_scale_ladder_reads_one_checkpoint_per_name(monkeypatch):
     monkeypatch.setenv("RELABEL_ANNOTATOR_CKPT_W05", "/ckpt/b3.safetensors")
     assert annotator_config(get_config("full"), "w05").checkpoint == "/ckpt/b3.safetensors"
-    monkeypatch.delenv("RELABEL_ANNOTATOR_CKPT_E1", raising=False)
-    with pytest.raises(FileNotFoundError, match="RELABEL_ANNOTATOR_CKPT_E1"):
-        A.annotator_checkpoint(get_config("full"), "e1")
+    monkeypatch.delenv("RELABEL_ANNOTATOR_CKPT_E2", raising=False)
+    with pytest.raises(FileNotFoundError, match="RELABEL_ANNOTATOR_CKPT_E2"):
+        A.annotator_checkpoint(get_config("full"), "e2")
 
 
 def test_extra_data_is_relabelled_and_class_balanced(tmp_path, monkeypatch):
@@ -215,9 +215,27 @@ def test_every_breadth_cell_is_registered_with_its_evaluators():
                 if s and (s.experiment.startswith("pretrain/") or s.experiment.startswith("annotator/")):
                     assert s.experiment in registry, s.experiment
                     assert s.evaluator in registry[s.experiment].evaluators, (s.experiment, s.evaluator)
-    assert registry["pretrain/resnet50/kd_ann-e12"].needs == ("annotator/e12",)
+    assert registry["pretrain/resnet50/kd_ann-e6"].needs == ("annotator/e6",)
+    assert registry["pretrain/resnet50/kd_ann-default"].needs == ("annotator",)
     assert registry["pretrain/resnet50/relabel_cutmix_extra"].needs == ("annotator",)
     for row in ("relabel_cutmix", "relabel_cutmix_extra"):  # App. D.1: AdamP lr 0.002, wd 0.01, CutMix α = 1
         t = target_config(get_config("mini"), "resnet50", row, 0)
         assert (t.optimizer, t.lr, t.weight_decay, t.cutmix_prob, t.cutmix_beta) == ("adamp", 2e-3, 1e-2, 1.0, 1.0)
     assert ROWS["relabel_cutmix_extra"].extra and not ROWS["relabel_cutmix"].extra
+
+
+def test_a_run_trained_under_an_earlier_recipe_is_set_aside(tmp_path):
+    """make re-runs cells whose records are stale; their old checkpoints move aside instead of blocking resume."""
+    samples = _folder(tmp_path / "data", n=16, size=20)
+    old = TR.TrainConfig(model="resnet18", model_kwargs={"layers": (1, 1, 1, 1), "channels": (8, 8, 16, 16),
+                                                         "stem_width": 8}, num_classes=4, input_size=16,
+                         batch_size=8, max_steps=1, warmup_epochs=0.0, color_jitter=0.0)
+    ds = TrainSet(tmp_path / "data", samples, TR.train_transform_for(old), seed=0)
+    TR.train(old, ds, tmp_path / "wd" / "train", progress=False)
+    assert X.set_aside_stale(tmp_path / "wd" / "train", old) is None  # same recipe: resumed, not moved
+    new = old.replace(lr=0.05)
+    with pytest.raises(RuntimeError, match="another config"):
+        TR.train(new, ds, tmp_path / "wd" / "train", progress=False)
+    moved = X.set_aside_stale(tmp_path / "wd" / "train", new)
+    assert moved.name.startswith("train.stale-") and (moved / "last.pt").exists()
+    assert TR.train(new, ds, tmp_path / "wd" / "train", progress=False).steps == 1

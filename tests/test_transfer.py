@@ -1,15 +1,18 @@
 """Table 8 machinery (grid search, both protocols, fine-tuning on a tiny folder) and the Table 8/9 registrations."""
+import dataclasses
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from relabel.checkpoint import CheckpointError
 from tests.test_detection import tiny_backbone
 from transfer import finegrained as FG
-from transfer.backbone import open_backbone
+from transfer.backbone import file_sha256, open_backbone
 from transfer.grid import grid, grid_search, protocols, select
 
 
@@ -95,6 +98,17 @@ def test_finegrained_config_errors(tmp_path):
         open_backbone(tiny_backbone(tmp_path / "r18.safetensors", arch="resnet18"), full.backbone_arch)
 
 
+def test_cli_errors_end_in_one_sentence(tmp_path, capsys):
+    """`python -m transfer` on a missing or wrong-architecture checkpoint: exit 2 and one line, no traceback."""
+    from transfer.__main__ import main
+    assert main(["finegrained", "--backbone", str(tmp_path / "none.safetensors"), "--out", str(tmp_path)]) == 2
+    assert "does not exist; run its pretraining experiment first" in capsys.readouterr().err
+    r18 = tiny_backbone(tmp_path / "r18.safetensors", arch="resnet18")
+    assert main(["finegrained", "--task", "pets", "--backbone", str(r18), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "holds a timm 'resnet18'" in err and len(err.strip().splitlines()) == 1
+
+
 def test_every_table8_and_table9_cell_has_a_registered_experiment():
     from relabel import launch
     from results import tables
@@ -151,7 +165,10 @@ def test_launcher_run_writes_a_grid_record_that_fills_table8(tmp_path, monkeypat
     launch.run_job(job, "mini", records, launch.discover())
     (rec,) = R.read(records)
     assert rec["evaluator"] == "grid" and rec["scale"] == "mini" and rec["seed"] == 0
-    assert rec["config"]["backbone"] == "pretrain/resnet50/relabel" and rec["config"]["max_steps"] == 2
+    train = rec["config"]["train"]
+    assert train["backbone"] == "pretrain/resnet50/relabel" and train["max_steps"] == 2
+    assert train["backbone_recipe_hash"]  # the pretraining recipe the backbone was trained under
+    assert rec["extra"]["backbone_sha256"] == file_sha256(ckpt)
     assert rec["dataset"]["size"] == 12 and rec["dataset"]["holdout"] == {"name": "val", "size": 12}
     assert len(rec["extra"]["grid"]) == 2 and rec["wall_time_s"] > 0
     computed = render.compute(tables.TABLE8, [rec], "mini")
@@ -159,12 +176,68 @@ def test_launcher_run_writes_a_grid_record_that_fills_table8(tmp_path, monkeypat
         assert computed.cells[row, "pets"].n == 1
     assert computed.cells["relabel_paper", "pets"].mean == rec["metrics"]["top1_best_on_test"]
 
+    # the record is current under today's recipes, and becomes stale when the transfer config or the backbone's
+    # pretraining recipe changes (make ignores it and runs the cell again)
+    registry = launch.discover()
+    exp = registry["transfer/finegrained/pets/relabel"]
+    assert exp.is_current(rec)
+    monkeypatch.setattr(FG, "get_config", lambda scale, task: tiny.replace(max_steps=3))
+    assert not exp.is_current(rec)
+    monkeypatch.setattr(FG, "get_config", lambda scale, task: tiny)
+    pre = registry["pretrain/resnet50/relabel"]
+    monkeypatch.setitem(launch._REGISTRY, pre.id, dataclasses.replace(
+        pre, recipe=lambda scale, seed: {**pre.recipe(scale, seed), "epochs": 999}))
+    assert not exp.is_current(rec)
 
-def test_finegrained_grid_refuses_scores_of_another_config(tmp_path):
+
+def test_a_backbone_of_an_earlier_pretraining_recipe_is_refused(tmp_path, monkeypatch):
+    """A checkpoint whose pretraining records are all stale predates the current recipe: transfer refuses it."""
+    from relabel import launch
+    from relabel import records as R
+    from transfer.experiments import current_backbone
+    ckpt = launch.checkpoint_path("pretrain/resnet50/original", "mini", 0)
+    ckpt.parent.mkdir(parents=True)
+    tiny_backbone(ckpt)
+    records = tmp_path / "records.jsonl"
+    assert current_backbone("baseline", "mini", 0, records) == str(ckpt)  # no records: nothing says it is stale
+    exp = launch.discover()["pretrain/resnet50/original"]
+    train = json.loads(json.dumps(exp.recipe("mini", 0)))
+    old = R.make_record(experiment=exp.id, evaluator="val", metrics={"top1": 50.0},
+                        config={"train": {**train, "epochs": 1}}, scale="mini", seed=0,
+                        dataset={"name": "w", "split": "val", "size": 1}, wall_time_s=1.0)
+    R.append(records, old)
+    with pytest.raises(CheckpointError, match="earlier recipe of pretrain/resnet50/original.*retrain it"):
+        current_backbone("baseline", "mini", 0, records)
+    R.append(records, {**old, "record_id": "x" * 32, "config": {"train": train}})  # retrained since
+    assert current_backbone("baseline", "mini", 0, records) == str(ckpt)
+
+
+def test_fine_tuning_starts_from_a_new_classifier(tmp_path):
+    """Mini Food has 10 classes like the pretraining digits: the pretrained classifier must still not be reused."""
+    bb = open_backbone(tiny_backbone(tmp_path / "bb.safetensors"), "resnet50")
+    trunk = bb.trunk_state()
+    assert set(bb.state) - set(trunk) == {"fc.weight", "fc.bias"}
+    assert all(torch.equal(trunk[k], bb.state[k]) for k in trunk)
+
+
+def test_finegrained_grid_refuses_or_sets_aside_work_of_another_config(tmp_path):
     root = _task_folder(tmp_path / "dtd")
     cfg = FG.get_config("mini", "dtd", root=str(root), input_size=16, max_steps=2, batch_size=8, lrs=(0.01,),
                         weight_decays=(0.0,), cache_images=False)
     bb = open_backbone(tiny_backbone(tmp_path / "bb.safetensors"), "resnet50")
     FG.run_grid(cfg, bb, tmp_path / "wd", seed=0, log=lambda *_: None)
-    with pytest.raises(RuntimeError, match="another config; delete"):
+    with pytest.raises(RuntimeError, match="another config or backbone checkpoint; delete"):
         FG.run_grid(cfg.replace(max_steps=3), bb, tmp_path / "wd", seed=0, log=lambda *_: None)
+    other = open_backbone(tiny_backbone(tmp_path / "other.safetensors", seed=1), "resnet50")
+    with pytest.raises(RuntimeError, match="another config or backbone checkpoint; delete"):
+        FG.run_grid(cfg, other, tmp_path / "wd", seed=0, log=lambda *_: None)
+    # a half-trained point (started, not scored) of another backbone is caught as well
+    (tmp_path / "wd" / "grid" / "lr0.01_wd0.json").unlink()
+    with pytest.raises(RuntimeError, match="another config or backbone checkpoint; delete"):
+        FG.run_grid(cfg, other, tmp_path / "wd", seed=0, log=lambda *_: None)
+    # under make (on_stale='set_aside') the old work is moved aside and the grid trains afresh
+    res = FG.run_grid(cfg, other, tmp_path / "wd", seed=0, log=lambda *_: None, on_stale="set_aside")
+    assert res["points"][0]["steps"] == 2
+    assert len(list((tmp_path / "wd").glob("grid.stale-*"))) == 1
+    again = FG.run_grid(cfg, other, tmp_path / "wd", seed=0, log=lambda *_: None)  # now current: reused
+    assert again["points"] == res["points"]

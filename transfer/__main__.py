@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from relabel.checkpoint import CheckpointError
+from transfer.workdir import StaleWorkdirError
 
 
 def _overrides(items) -> dict:
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
             from transfer.detection import get_config, run_detection
             cfg = get_config(a.scale, a.detector, **_overrides(a.set))
             metrics = run_detection(cfg, a.backbone, out, a.seed).metrics
-    except (CheckpointError, FileNotFoundError, ValueError) as e:
+    except (CheckpointError, FileNotFoundError, ValueError, StaleWorkdirError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(metrics, indent=1))

@@ -6,6 +6,7 @@ timm family (or weights that do not match their own metadata) is refused here, b
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +27,29 @@ class Backbone:
     model_kwargs: dict
     num_classes: int
     state: dict
+    sha256: str = ""  # of the checkpoint file (file_sha256)
 
     def create(self, **kwargs) -> nn.Module:
         """The same timm architecture, with extra create_model kwargs (num_classes, features_only, ...)."""
         return timm.create_model(self.arch, pretrained=False, **{**self.model_kwargs, **kwargs})
+
+    def trunk_state(self) -> dict:
+        """The weights without the pretraining classifier: a transfer task always starts from a new head, even
+        when its class count happens to equal the pretraining one (mini Food has 10 classes, like the digits)."""
+        with torch.device("meta"):
+            model = self.create(num_classes=self.num_classes)
+        head = model.get_classifier()
+        name = next(n for n, m in model.named_modules() if m is head)
+        return {k: v for k, v in self.state.items() if not k.startswith(name + ".")}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The checkpoint's content hash: ties a transfer run's resumable state and record to the exact weights."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def open_backbone(path: str | os.PathLike, expect_arch: str | None = None) -> Backbone:
@@ -50,7 +70,8 @@ def open_backbone(path: str | os.PathLike, expect_arch: str | None = None) -> Ba
         raise CheckpointError(f"{path} holds a timm '{arch}', but this transfer experiment fine-tunes a "
                               f"'{expect_arch}'; point it at a {expect_arch} checkpoint or change backbone_arch.")
     state = load_file(str(path))
-    bb = Backbone(path, arch, dict(meta.get("model_kwargs", {})), int(meta.get("num_classes", 0)), state)
+    bb = Backbone(path, arch, dict(meta.get("model_kwargs", {})), int(meta.get("num_classes", 0)), state,
+                  file_sha256(path))
     with torch.device("meta"):  # shapes only: cheap even for a full-size model
         own = bb.create(num_classes=bb.num_classes).state_dict()
     bad = sorted(k for k in own.keys() & state.keys() if own[k].shape != state[k].shape)

@@ -10,18 +10,20 @@ CocoMetric, returning bbox AP (and mask AP) in percent, the paper's unit.
 
 Full scale is the paper's recipe: COCO 2017 train → val2017, SGD lr 0.02 for batch 16, 12 epochs with steps at
 8 and 11, image size 1200×800 as the paper states (mmdet's default is 1333×800; `image_scale` is recorded).
-Mini scale: the mini world's COCO split (48–64 px images, upscaled ×2), a ~10× narrower FPN/RoI head, an
-iteration budget of a few minutes on one CPU core per detector.
+Mini scale: the mini world's COCO split (48–64 px images, upscaled ×2), a 4× narrower FPN/RoI head, an
+iteration budget of a few minutes on one CPU core per detector, mmengine's log at WARNING (one progress line of
+ours every `log_every` iterations instead). A work dir resumes only into the same config and backbone weights;
+the training wall time in the result is summed over resumptions (transfer/mm_hooks.py).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import mmdet
 
 from relabel.configs import StrictConfig
 from transfer.data import mini_world_dir
@@ -74,6 +76,9 @@ class DetectionConfig(StrictConfig):
     workers: int = 2
     ckpt_every: int = 1  # epochs, or iterations when max_iters > 0
     log_every: int = 50
+    # mmengine's own logging; 'WARNING' keeps its warnings and errors and drops the per-iteration INFO lines (our
+    # one-line progress every `log_every` iterations remains)
+    log_level: str = "INFO"
 
     def __post_init__(self):
         if self.detector not in DETECTORS:
@@ -104,7 +109,7 @@ def get_config(scale: str, detector: str, **overrides) -> DetectionConfig:
             warmup_iters=100, fpn_channels=64, roi_fc_channels=256, mask_channels=32, anchor_scales=(4,), roi_finest_scale=24,
             roi_sampling_ratio=2, roi_align_torchvision=True, rpn_train_proposals=(200, 100),
             rpn_test_proposals=(200, 100), rpn_samples=128, rcnn_samples=64, min_size=0, workers=0,
-            ckpt_every=400, log_every=100)
+            ckpt_every=400, log_every=200, log_level="WARNING")
     else:
         raise ValueError(f"scale must be 'mini' or 'full', got '{scale}'")
     return cfg.replace(**overrides) if overrides else cfg
@@ -120,14 +125,17 @@ def class_names(ann_file: str | os.PathLike) -> tuple:
     return tuple(c["name"] for c in cats)
 
 
+
 def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def mmdet_config(cfg: DetectionConfig, backbone: str | os.PathLike, workdir: str | os.PathLike, seed: int):
     """mmdet's own 1x config for `cfg.detector` with our backbone, data, sizes and schedule filled in."""
+    import mmdet
     from mmengine.config import Config
 
+    import transfer.mm_hooks  # noqa: F401  (registers the wall-time and progress hooks in mmdet's HOOKS)
     from transfer.timm_backbone import TimmBackbone  # registers the adapter in mmdet's MODELS
 
     base = Path(mmdet.__file__).parent / ".mim" / "configs" / DETECTORS[cfg.detector]
@@ -194,11 +202,13 @@ def mmdet_config(cfg: DetectionConfig, backbone: str | os.PathLike, workdir: str
     if cfg.clip_grad_norm > 0:
         mm.optim_wrapper.clip_grad = dict(max_norm=cfg.clip_grad_norm, norm_type=2)
     # a diverged run must stop with an error, not train on NaNs and evaluate to an empty result
-    mm.custom_hooks = [dict(type="CheckInvalidLossHook", interval=10)]
+    mm.custom_hooks = [dict(type="CheckInvalidLossHook", interval=10), dict(type="TrainWallTimeHook"),
+                       dict(type="TransferProgressHook", interval=cfg.log_every, label=cfg.detector)]
     mm.auto_scale_lr = dict(enable=False, base_batch_size=cfg.batch_size)  # cfg.lr is already for cfg.batch_size
     mm.default_hooks.checkpoint = dict(type="CheckpointHook", interval=cfg.ckpt_every, by_epoch=by_epoch,
                                        max_keep_ckpts=1)
     mm.default_hooks.logger = dict(type="LoggerHook", interval=cfg.log_every)
+    mm.log_level = cfg.log_level
     mm.log_processor = dict(type="LogProcessor", window_size=cfg.log_every, by_epoch=by_epoch)
     mm.default_hooks.visualization = dict(type="DetVisualizationHook", draw=False)
     mm.randomness = dict(seed=seed)
@@ -210,10 +220,14 @@ def mmdet_config(cfg: DetectionConfig, backbone: str | os.PathLike, workdir: str
 
 def own_checkpoint_globals():
     """A context in which torch ≥ 2.6's weights-only loader can read the checkpoints mmengine's Runner writes
-    (ENVIRONMENT.md pitfall 5). Weights-only loading stays on; only the exact types a Runner checkpoint holds are
-    allowed, and only for the duration of our own `runner.train()`, whose sole torch.load is the resume from this
-    run's work_dir (the backbone comes from safetensors). `getattr` is needed because HistoryBuffer pickles its
-    statistics functions as getattr(HistoryBuffer, 'mean'); calls to anything not allow-listed remain refused."""
+    (ENVIRONMENT.md pitfall 5). Weights-only loading stays on; only the types a Runner checkpoint holds are allowed,
+    and only around our own `runner.train()`/`runner.test()`, whose sole torch.load is the resume from this run's
+    work_dir (the backbone comes from safetensors). What an mmdet 3.3 / mmengine 0.10.7 checkpoint needs beyond
+    torch's defaults (torch.serialization.get_unsafe_globals_in_checkpoint): HistoryBuffer (the message hub's
+    logs), numpy's ndarray/dtype/_reconstruct/scalar and the dtype classes (Float64DType, Int64DType), and
+    builtins.getattr, because each HistoryBuffer holds its statistics methods, which pickle references as
+    getattr(HistoryBuffer, 'min'). getattr lets a file reach attributes of the objects it may build, but calling
+    anything outside the allow-list stays refused."""
     import builtins
     import collections
 
@@ -231,7 +245,8 @@ def own_checkpoint_globals():
 @dataclass
 class DetectionResult:
     metrics: dict  # bbox_ap, bbox_ap50, ... (and segm_*) in %
-    wall_s: float  # this call: training (or its remainder, when resumed) + evaluation
+    wall_s: float  # training summed over every resumption + this call's set-up and evaluation
+    train_wall_s: float  # training alone, summed over every resumption
     train_size: int  # training images used (after mmdet's empty/small-image filter)
     val_size: int
     resumed: bool
@@ -245,22 +260,39 @@ def _raised_in(exc: BaseException, filename: str) -> bool:
 
 
 def run_detection(cfg: DetectionConfig, backbone: str | os.PathLike, workdir: str | os.PathLike, seed: int,
-                  quiet: bool = False) -> DetectionResult:
-    """Trains (or resumes) the detector and evaluates its final weights on val with mmdet's CocoMetric."""
+                  quiet: bool = False, on_stale: str = "refuse") -> DetectionResult:
+    """Trains (or resumes) the detector and evaluates its final weights on val with mmdet's CocoMetric.
+    `quiet`: no progress lines and mmengine at WARNING (tests). A work dir of another config or backbone is
+    refused, or with on_stale='set_aside' moved aside (transfer/workdir.py)."""
     from mmengine.runner import Runner
 
-    mm = mmdet_config(cfg, backbone, workdir, seed)
-    stamp = Path(mm.work_dir) / "transfer_config.json"  # resuming is only sound with the same config
-    ours = json.dumps({**cfg.to_dict(), "backbone": str(backbone), "seed": seed}, sort_keys=True, default=list)
+    from transfer.backbone import file_sha256
+    from transfer.mm_hooks import TrainWallTimeHook
+    from transfer.workdir import handle_stale
+
+    # resuming is only sound with the same config and the same backbone weights (a backbone retrained in place,
+    # e.g. under a new pretraining recipe, must not be resumed into)
+    work = Path(workdir) / "mmdet"
+    stamp = work / "transfer_config.json"
+    ours = json.dumps({**cfg.to_dict(), "backbone": str(backbone), "backbone_sha256": file_sha256(backbone),
+                       "seed": seed}, sort_keys=True, default=list)
     if stamp.is_file() and stamp.read_text() != ours:
-        raise RuntimeError(f"{mm.work_dir} holds a run with another config or backbone; delete it to start over")
+        handle_stale(work, stamp.read_text(), on_stale, "a detection run")
+    mm = mmdet_config(cfg, backbone, workdir, seed)
+    assert Path(mm.work_dir) == work
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(ours)
     if quiet:
         mm.log_level = "WARNING"
+        for h in mm.custom_hooks:
+            if h["type"] == "TransferProgressHook":
+                h["interval"] = 0
     t0 = time.time()
-    runner = Runner.from_cfg(mm)
-    with own_checkpoint_globals():
+    runner = Runner.from_cfg(mm)  # mmengine's logger binds to the real stdout here, so its warnings stay visible
+    # below INFO, pycocotools' prints (annotation loading, the evaluation table) go to a file in the work dir
+    prints = (open(Path(mm.work_dir) / "stdout.log", "a") if mm.log_level != "INFO"
+              else contextlib.nullcontext(sys.stdout))
+    with prints as out, contextlib.redirect_stdout(out), own_checkpoint_globals():
         try:
             runner.train()
         except AssertionError as e:
@@ -269,8 +301,10 @@ def run_detection(cfg: DetectionConfig, backbone: str | os.PathLike, workdir: st
             raise FloatingPointError(
                 f"{cfg.detector} training diverged (loss NaN/inf at iteration {runner.iter}); lower lr (now "
                 f"{cfg.lr}) and delete {mm.work_dir} so the run starts over") from None
-    raw = runner.test()
-    wall = time.time() - t0
+        raw = runner.test()
+    timer = next(h for h in runner.hooks if isinstance(h, TrainWallTimeHook))
+    # this call's time, with its training part replaced by the training time summed over every resumption
+    wall = time.time() - t0 - (timer.total - timer.before) + timer.total
     sizes = len(runner.train_dataloader.dataset), len(runner.test_dataloader.dataset)
     out = {}
     for kind in cfg.metrics:
@@ -283,4 +317,4 @@ def run_detection(cfg: DetectionConfig, backbone: str | os.PathLike, workdir: st
     if missing:
         raise RuntimeError(f"{cfg.detector} evaluation produced no {', '.join(missing)} (no detections on "
                            f"{cfg.val_ann}?); see the log in {mm.work_dir}")
-    return DetectionResult(out, wall, *sizes, resumed=bool(mm.resume))
+    return DetectionResult(out, wall, timer.total, *sizes, resumed=bool(mm.resume))

@@ -6,13 +6,22 @@
 `pretrain/resnet50/original` (baseline) or `pretrain/resnet50/relabel` at the same scale and seed, obtained
 through `relabel.launch.ensure_checkpoint` (trained first if missing). Heavy imports (mmdet) happen inside runs,
 so `relabel.launch.discover()` stays cheap.
+
+Staleness: a record's `config['train']` is the transfer config plus the backbone experiment and the hash of the
+backbone's own pretraining recipe (`recipe()`), so records made from a backbone of an earlier pretraining recipe,
+or under an earlier transfer config, are ignored by `make` and run again. A backbone checkpoint whose pretraining
+records are all stale is refused (`current_backbone`) rather than transferred.
 """
 from __future__ import annotations
 
+import json
 import os
 
 from relabel import launch
+from relabel import records as R
+from relabel.checkpoint import CheckpointError
 from relabel.records import make_record
+from transfer.backbone import file_sha256
 from transfer.data import ensure_data
 
 BACKBONES = {"baseline": "pretrain/resnet50/original", "relabel": "pretrain/resnet50/relabel"}
@@ -24,22 +33,61 @@ def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def _backbone_recipe_hash(pretrain: str, scale: str, seed: int) -> str | None:
+    """The config hash of the backbone experiment's current pretraining recipe (None if it registers none)."""
+    exp = launch.discover().get(BACKBONES[pretrain])
+    if exp is None or exp.recipe is None:
+        return None
+    return R.config_hash(json.loads(json.dumps(exp.recipe(scale, seed))))
+
+
+def _finegrained_config(scale: str, task: str):
+    from transfer.finegrained import get_config
+    return get_config(scale, task)
+
+
+def _detection_config(scale: str, detector: str):
+    from transfer.detection import get_config
+    return get_config(scale, detector)
+
+
+def recipe(cfg, pretrain: str, scale: str, seed: int) -> dict:
+    """What a transfer record stores as config['train']: the transfer config, the backbone experiment and its
+    pretraining recipe's hash (relabel.launch.Experiment.recipe)."""
+    return {**cfg.to_dict(), "backbone": BACKBONES[pretrain],
+            "backbone_recipe_hash": _backbone_recipe_hash(pretrain, scale, seed)}
+
+
+def current_backbone(pretrain: str, scale: str, seed: int, records_path) -> str:
+    """The backbone checkpoint (pretrained first if missing), refused with one clear sentence when it predates
+    the current pretraining recipe: its experiment has records for this seed and none is current."""
+    exp_id = BACKBONES[pretrain]
+    ckpt = launch.ensure_checkpoint(exp_id, scale, seed)
+    registry = launch.discover()
+    recs = [r for r in R.read(records_path) if (r["experiment"], r["seed"], r["scale"]) == (exp_id, seed, scale)]
+    if recs and exp_id in registry and not any(registry[exp_id].is_current(r) for r in recs):
+        raise CheckpointError(f"backbone {ckpt} was trained under an earlier recipe of {exp_id} (its records are "
+                              f"all stale); retrain it first (make table2 SEEDS={seed}) or delete the file so "
+                              "the transfer experiment pretrains it")
+    return str(ckpt)
+
+
 def run_finegrained(ctx: launch.RunContext, task: str, pretrain: str) -> None:
     from transfer.backbone import open_backbone
-    from transfer.finegrained import get_config, run_grid
+    from transfer.finegrained import run_grid
 
-    cfg = get_config(ctx.scale, task)
+    cfg = _finegrained_config(ctx.scale, task)
     ensure_data(cfg.world)
-    ckpt = launch.ensure_checkpoint(BACKBONES[pretrain], ctx.scale, ctx.seed)
+    ckpt = current_backbone(pretrain, ctx.scale, ctx.seed, ctx.records)
     bb = open_backbone(ckpt, cfg.backbone_arch)
-    res = run_grid(cfg, bb, ctx.workdir, ctx.seed)
+    res = run_grid(cfg, bb, ctx.workdir, ctx.seed, on_stale="set_aside")
     if not _is_main_process():
         return
     splits = res["splits"]
     rec = make_record(
         experiment=ctx.experiment, evaluator="grid",
         metrics={k: res[k] for k in ("top1_best_on_test", "top1_selected_on_holdout")},
-        config={**cfg.to_dict(), "backbone": BACKBONES[pretrain]}, scale=ctx.scale, seed=ctx.seed,
+        config={"train": recipe(cfg, pretrain, ctx.scale, ctx.seed)}, scale=ctx.scale, seed=ctx.seed,
         dataset={"name": cfg.dataset, "split": splits["test"]["name"], "size": splits["test"]["size"],
                  "fit": splits["fit"], "holdout": splits["holdout"], "num_classes": res["num_classes"]},
         wall_time_s=res["wall_s"],
@@ -47,28 +95,29 @@ def run_finegrained(ctx: launch.RunContext, task: str, pretrain: str) -> None:
         extra={"protocols": {"top1_best_on_test": "max over the grid of test top-1 (the paper's reporting)",
                              "top1_selected_on_holdout": "test top-1 of the grid point best on the holdout split"},
                "paper_point": res["paper_point"], "selected_point": res["selected_point"], "grid": res["points"],
-               "backbone_checkpoint": str(ckpt), "eval": {"input_size": cfg.input_size,
-                                                          "crop_ratio": cfg.eval_crop_ratio}})
+               "backbone_checkpoint": ckpt, "backbone_sha256": bb.sha256,
+               "eval": {"input_size": cfg.input_size, "crop_ratio": cfg.eval_crop_ratio}})
     ctx.append(rec)
 
 
 def run_detection(ctx: launch.RunContext, detector: str, pretrain: str) -> None:
     from transfer import detection
 
-    cfg = detection.get_config(ctx.scale, detector)
+    cfg = _detection_config(ctx.scale, detector)
     ensure_data(cfg.world)
-    ckpt = launch.ensure_checkpoint(BACKBONES[pretrain], ctx.scale, ctx.seed)
-    res = detection.run_detection(cfg, ckpt, ctx.workdir, ctx.seed)
+    ckpt = current_backbone(pretrain, ctx.scale, ctx.seed, ctx.records)
+    res = detection.run_detection(cfg, ckpt, ctx.workdir, ctx.seed, on_stale="set_aside")
     if not _is_main_process():
         return
     rec = make_record(
         experiment=ctx.experiment, evaluator="coco", metrics=res.metrics,
-        config={**cfg.to_dict(), "backbone": BACKBONES[pretrain]}, scale=ctx.scale, seed=ctx.seed,
+        config={"train": recipe(cfg, pretrain, ctx.scale, ctx.seed)}, scale=ctx.scale, seed=ctx.seed,
         dataset={"name": cfg.dataset, "split": cfg.val_images, "size": res.val_size, "train_size": res.train_size},
         wall_time_s=res.wall_s,
         cells=[f"table9/{pretrain}/{c}" for c in (("faster_bbox",) if detector == "faster_rcnn"
                                                    else ("mask_bbox", "mask_segm"))],
-        extra={"backbone_checkpoint": str(ckpt), "image_scale": list(cfg.image_scale), "resumed": res.resumed,
+        extra={"backbone_checkpoint": ckpt, "backbone_sha256": file_sha256(ckpt),
+               "image_scale": list(cfg.image_scale), "resumed": res.resumed, "train_wall_s": res.train_wall_s,
                "metric": "mmdet CocoMetric (pycocotools), AP@[.5:.95] ×100, final weights"})
     ctx.append(rec)
 
@@ -77,11 +126,15 @@ def _register() -> None:
     for pre in BACKBONES:
         for task in FINEGRAINED_TASKS:
             launch.register(f"transfer/finegrained/{task}/{pre}", ("grid",),
-                            doc=f"Table 8: {task} fine-tuning grid from the {pre} backbone")(
+                            doc=f"Table 8: {task} fine-tuning grid from the {pre} backbone",
+                            recipe=lambda scale, seed, task=task, pre=pre: recipe(
+                                _finegrained_config(scale, task), pre, scale, seed))(
                 lambda ctx, task=task, pre=pre: run_finegrained(ctx, task, pre))
         for det in DETECTORS:
             launch.register(f"transfer/detection/{det}/{pre}", ("coco",),
-                            doc=f"Table 9: {det} FPN on COCO from the {pre} backbone")(
+                            doc=f"Table 9: {det} FPN on COCO from the {pre} backbone",
+                            recipe=lambda scale, seed, det=det, pre=pre: recipe(
+                                _detection_config(scale, det), pre, scale, seed))(
                 lambda ctx, det=det, pre=pre: run_detection(ctx, det, pre))
 
 
