@@ -13,8 +13,9 @@ SETUP_VERSION := 1
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt tools/gxx_cxx20 | sha1sum | cut -c1-8)-v$(SETUP_VERSION)
 
 TABLES := fig2 table2 table3 tableA1 table4 table5 table6 fig4 fig5 fig6 table7 table8 table9 table10
+RENDER_ONLY := costs
 
-.PHONY: setup demo test test-fast tables bench clean-venv $(TABLES)
+.PHONY: setup demo test test-fast tables bench clean-venv $(TABLES) $(RENDER_ONLY)
 
 # Idempotent set-up: a stamp keyed by the requirement files marks a finished install.
 setup: $(STAMP)
@@ -48,6 +49,9 @@ tables: setup
 
 $(TABLES): setup
 	$(VPY) -m results.make $@ $(MAKE_ARGS)
+
+$(RENDER_ONLY): setup  # the costs table: filled by `make bench` records, nothing to train
+	$(VPY) -m results.make $@ --scale $(SCALE) --no-run
 
 bench: setup
 	$(VPY) -m bench.bench_pooling --out runs/bench/bench_pooling.json --scale $(SCALE) \

@@ -127,7 +127,7 @@ def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_
         recs, stale = launch.current_records(load_records(paths), registry)
         if stale and stale not in warned:
             warned.add(stale)
-            log(f"({stale} record(s) were written under an earlier recipe: ignored, their cells run again)")
+            log(f"({stale} record(s) come from an earlier recipe of their experiment and are ignored)")
         return recs
 
     for spec in specs:
