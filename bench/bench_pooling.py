@@ -267,7 +267,7 @@ def bench_record(out: dict, args: dict, wall_s: float, scale: str) -> dict:
     st, b = out["train_step"], out["bytes_per_image"]
     gpu = st["device"].startswith("cuda")
     sfx = "" if gpu else "_cpu"
-    m = {f"store_gb_imagenet": b["uint8"]["on_disk"] * IMAGENET_TRAIN_IMAGES / 1e9,
+    m = {"store_gb_imagenet": b["uint8"]["on_disk"] * IMAGENET_TRAIN_IMAGES / 1e9,
          **{f"store_gb_imagenet_{d}": v["on_disk"] * IMAGENET_TRAIN_IMAGES / 1e9 for d, v in b.items()},
          "bytes_per_image_8bit": b["uint8"]["on_disk"],
          "crops_per_s_one_core": out["cpu_read_pool"]["uint8"]["crops_per_s"],

@@ -25,7 +25,7 @@ from relabel.data.readers import list_class_folders
 from relabel.loader import Sample, TrainSet
 from relabel.records import config_hash
 from relabel.store import LabelMapStore, file_sizes, import_official
-from relabel.train import train, train_transform_for
+from relabel.train import set_aside_stale, train, train_transform_for
 
 
 def world_dir(cfg) -> Path:
@@ -57,15 +57,6 @@ def _artifacts(cfg) -> Path:
     return launch.runs_root() / cfg.scale
 
 
-def _drop_stale_partial(train_dir: Path, tcfg) -> None:
-    """A half-trained artifact left by a run of another config (the recipe changed since) is started over: the
-    artifact's folder is keyed by name, not config, and nothing finished is lost (there is no checkpoint yet)."""
-    last = train_dir / "last.pt"
-    if last.exists() and torch.load(last, map_location="cpu", weights_only=True)["config"] != tcfg.to_dict():
-        print(f"{last} is a partial run of an earlier config: starting it over", flush=True)
-        last.unlink()
-
-
 def annotator_checkpoint(cfg, name: str = "default") -> Path:
     """The annotator's safetensors: trained here on the extra split (mini) or the configured file (full)."""
     a = annotator_config(cfg, name)
@@ -83,7 +74,7 @@ def annotator_checkpoint(cfg, name: str = "default") -> Path:
         if not ckpt.exists():
             root = world_dir(cfg) / "extra"
             ds = TrainSet(root, _samples(root), train_transform_for(a.train), seed=0, cache=cfg.cache_images)
-            _drop_stale_partial(wd / "train", a.train)
+            set_aside_stale(wd / "train", a.train)
             res = train(a.train, ds, wd / "train", workers=cfg.workers)
             save_model(res.model, ckpt, arch=a.train.model, model_kwargs=a.train.model_kwargs,
                        num_classes=a.train.num_classes, extra={"train_wall_s": res.wall_s, "config_hash": want})

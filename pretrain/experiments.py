@@ -10,7 +10,6 @@ the GFLOPs spent producing its labels.
 """
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -21,8 +20,8 @@ from pretrain.config import ANNOTATORS, ARCHS, ROWS, annotator_config, get_confi
 from relabel import launch
 from relabel.checkpoint import load_model, save_model
 from relabel.loader import TrainSet
-from relabel.records import config_hash, make_record
-from relabel.train import TrainConfig, train, train_transform_for
+from relabel.records import make_record
+from relabel.train import TrainConfig, set_aside_stale, train, train_transform_for
 
 # Evaluators a target experiment can write records for (relabel.evaluators names, plus the training cost).
 TARGET_EVALUATORS = ("val", "v2-top-images", "v2-matched-frequency", "v2-threshold0.7", "real", "shankar",
@@ -104,24 +103,6 @@ def run_target(ctx, arch: str, row: str) -> None:
     # EfficientNets at full scale train at their own resolution (240-300) and are evaluated there
     ecfg = cfg if tcfg.input_size == cfg.target.input_size else cfg.replace(eval_input=tcfg.input_size)
     record_evaluations(ctx, res.model, tcfg, ecfg, dataset, stats, cost)
-
-
-def set_aside_stale(train_dir: Path, tcfg) -> Path | None:
-    """Moves a run's checkpoints written under an earlier recipe (its records are stale, so `make` runs the cell
-    again) to `<dir>.stale-<old config hash>`, so the current recipe trains afresh instead of the trainer refusing
-    to resume; returns where they went (None if there was nothing stale)."""
-    last = train_dir / "last.pt"
-    if not last.exists():
-        return None
-    saved = torch.load(last, map_location="cpu", weights_only=True)["config"]
-    if saved == tcfg.to_dict():
-        return None
-    dest = train_dir.with_name(f"{train_dir.name}.stale-{config_hash(saved)}")
-    if dest.exists():
-        shutil.rmtree(dest)
-    train_dir.rename(dest)
-    print(f"{train_dir} was trained under an earlier recipe: moved to {dest.name}, training afresh", flush=True)
-    return dest
 
 
 def training_cost(res, student_gflops: float, teacher_gflops: float = 0.0, annotation_s: float = 0.0,

@@ -8,11 +8,10 @@ resumable: a run killed half-way and started again continues from its own checkp
 """
 from __future__ import annotations
 
-import json
-
 import contextlib
 import fcntl
 import importlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path

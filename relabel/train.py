@@ -19,6 +19,7 @@ import dataclasses
 import math
 import os
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from torch.utils.data import DataLoader, default_collate
 from relabel.progress import bar as progress_bar
 
 from relabel.configs import StrictConfig
+from relabel.records import config_hash
 from relabel.loader import ResumableSampler, TrainSet, _mix, train_transform
 from relabel.pooling import relabel_target
 
@@ -274,6 +276,24 @@ def init_distributed() -> DistInfo:
     if torch.cuda.is_available():
         torch.cuda.set_device(info.local_rank)
     return info
+
+
+def set_aside_stale(train_dir: Path, tcfg) -> Path | None:
+    """Moves a run's checkpoints written under an earlier recipe (its records are stale, so `make` runs the cell
+    again) to `<dir>.stale-<old config hash>`, so the current recipe trains afresh instead of the trainer refusing
+    to resume; returns where they went (None if there was nothing stale)."""
+    last = train_dir / "last.pt"
+    if not last.exists():
+        return None
+    saved = torch.load(last, map_location="cpu", weights_only=True)["config"]
+    if saved == tcfg.to_dict():
+        return None
+    dest = train_dir.with_name(f"{train_dir.name}.stale-{config_hash(saved)}")
+    if dest.exists():
+        shutil.rmtree(dest)
+    train_dir.rename(dest)
+    print(f"{train_dir} was trained under an earlier recipe: moved to {dest.name}, training afresh", flush=True)
+    return dest
 
 
 def cpu_bf16_native() -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -82,7 +83,6 @@ def run_jobs(todo, scale, records_path, registry, jobs, log, name):
     todo = launch.order_for_parallel(todo, registry)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     log(f"[{name}] {len(todo)} runs, {jobs} at a time ({threads} thread(s) each)")
-    import signal
     with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
         def stop(signum, _frame):  # a killed driver takes its workers with it (runs resume from checkpoints)
             for proc in list(getattr(pool, "_processes", {}).values()):
