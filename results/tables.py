@@ -188,7 +188,10 @@ TABLE4 = Table(
                for k, l, pm, fl, v, r in _T4),
     filled_by="issue 8 (pretraining breadth)", md_heading="## Table 4",
     deltas=(Delta("relabel", "vanilla", kind="col"),),
-    notes=("At mini scale each row is the same timm family with reduced width/depth; params/FLOPs are ours.",),
+    notes=("At mini scale each row is the same timm family with reduced width/depth; params/FLOPs are ours.",
+           "Mini: ResNets and ReXNet (×0.5 width/depth, dropout 0.2) train with the base SGD recipe; EfficientNet-B0…B3 "
+           "are timm's test_efficientnet with B0…B3's width/depth multipliers and the paper's EfficientNet recipe "
+           "(AdamP, dropout and drop path 0.2, RandAugment m9, Mixup 0.2, random erasing 0.2), all at 48 px.",),
 )
 
 # Table 5: towards the state of the art.
@@ -310,7 +313,8 @@ FIG6 = Table(
            "GFLOPs per training image. Wall-clock on a shared 2-core machine varies with load; the GFLOPs do not. "
            "Training the teachers/annotator is not counted (the paper uses pretrained ones); KD records carry it "
            "as teacher_train_wall_s.",),
-    plot=Scatter("cost", "top1", "training cost (ours: wall-clock s)", "top-1 (%)"),
+    # x = total GFLOPs: on a shared machine the same run's wall-clock varied 123–940 s with the load
+    plot=Scatter("total_gflops", "top1", "training compute per run: student + labels (GFLOPs)", "top-1 (%)"),
 )
 
 # Table 7: robustness.

@@ -106,7 +106,8 @@ def get_config(scale: str, detector: str, **overrides) -> DetectionConfig:
             train_ann="annotations/instances_train.json", train_images="train",
             val_ann="annotations/instances_val.json", val_images="val",
             image_scale=(128, 96), flip_prob=0.0, batch_size=4, lr=0.02, clip_grad_norm=35.0, max_iters=1600,
-            warmup_iters=100, fpn_channels=64, roi_fc_channels=256, mask_channels=32, anchor_scales=(4,), roi_finest_scale=24,
+            warmup_iters=100, fpn_channels=64, roi_fc_channels=256, mask_channels=32, anchor_scales=(4,),
+            roi_finest_scale=24,
             roi_sampling_ratio=2, roi_align_torchvision=True, rpn_train_proposals=(200, 100),
             rpn_test_proposals=(200, 100), rpn_samples=128, rcnn_samples=64, min_size=0, workers=0,
             ckpt_every=400, log_every=200, log_level="WARNING")

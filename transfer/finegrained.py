@@ -11,6 +11,9 @@ both Table 8 protocols (transfer/grid.py). Holdout: the dataset's own val split 
 every mini task), otherwise a fixed class-stratified 20% slice of train (Food-101, Cars, Pets), which is then
 left out of `fit`. Full scale reads torchvision's dataset classes from local roots (no downloads); mini reads
 the mini world's `finegrained/<task>/{train,val,test}/<class>/` folders, the tasks in the same roles.
+Each point starts from the backbone without its pretraining classifier. A grid resumes point by point (scores
+in `<workdir>/grid/<point>.json`, a half-trained point from its checkpoint), only into the same training config
+and backbone weights.
 """
 from __future__ import annotations
 
@@ -92,11 +95,11 @@ def get_config(scale: str, task: str, **overrides) -> FineGrainedConfig:
     elif scale == "mini":
         world = mini_world_dir()
         # 48 px images, 192-240 training images per task. 500 steps of 32 (~80 epochs), lr {0.1, 0.3} × wd
-        # {0, 1e-3}, bf16: ~15 minutes for `make table8` (10 grids) on 2 shared cores. Measured on the baseline
-        # backbone (README § Table 8): 120 steps with lr ≤ 0.1 and crops down to 35% left the four digit tasks near
-        # chance; lr 0.3 and crops of ≥ 70% lift them to 25-55%. The digit tasks crop mildly because a crop that
-        # cuts a digit, or one digit of Food's pair, changes the label; the texture task (DTD) keeps crops down
-        # to 35% (88% vs 78% test at 600 steps), like the flips the digits cannot take.
+        # {0, 1e-3}, bf16: ~9 minutes per seed for `make table8` (10 grids) on 2 shared cores. Measured on the
+        # baseline backbone (README § Tables 8 and 9): 120 steps with lr ≤ 0.1 and crops down to 35% left the four
+        # digit tasks near chance; lr 0.3 and crops of ≥ 70% lift them to 25-60%. The digit tasks crop mildly
+        # because a crop that cuts a digit, or one digit of Food's pair, changes the label (as a mirror does, hence
+        # no flips); the texture task (DTD) keeps crops down to 35% (88% vs 78% test at 600 steps).
         cfg = FineGrainedConfig(task, "folder", str(world / "finegrained" / TASKS[task][0]),
                                 dataset=f"{world.name}/finegrained/{TASKS[task][0]}", world=str(world),
                                 splits=("train", "val", "test"), input_size=48,
