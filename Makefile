@@ -7,8 +7,10 @@ SCALE ?= mini
 SEEDS ?=
 DRY_RUN ?=
 RECORDS ?=
+EXTRA ?=
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
-MAKE_ARGS = --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(DRY_RUN),--dry-run) $(foreach r,$(RECORDS),--records $(r)) --jobs $(JOBS)
+MAKE_ARGS = --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(DRY_RUN),--dry-run) $(if $(EXTRA),--extra-rows) \
+	$(foreach r,$(RECORDS),--records $(r)) --jobs $(JOBS)
 SETUP_VERSION := 1
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt tools/gxx_cxx20 | sha1sum | cut -c1-8)-v$(SETUP_VERSION)
 

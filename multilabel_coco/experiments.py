@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from multilabel_coco.config import ARCHS, ROWS, get_config
+from multilabel_coco.config import ARCHS, ROWS, annotator_recipe, get_config, recipe
 from relabel import launch
 from relabel.records import make_record
 
@@ -29,7 +29,8 @@ def run_cell(ctx: launch.RunContext, arch: str, row: str) -> None:
         experiment=ctx.experiment, evaluator=EVALUATOR,
         metrics={"map": m["map"], "ap_per_class": m["ap"], "classes_scored": m["classes_scored"],
                  "train_wall_s": res["train_wall_s"], "eval_wall_s": res["eval_wall_s"]},
-        config={**cfg.to_dict(), "train": res["train_config"].to_dict()}, scale=ctx.scale, seed=ctx.seed,
+        config={**cfg.to_dict(), "train": recipe(cfg), "resolved_train": res["train_config"].to_dict()},
+        scale=ctx.scale, seed=ctx.seed,
         dataset={**_dataset(cfg, res["val_size"]), "train_size": res["train_size"],
                  "positives_per_image": res["positives_per_image"]},
         wall_time_s=time.time() - t0, cells=[f"table10/{'r50' if arch == 'resnet50' else 'r101'}_{row}/map"],
@@ -47,7 +48,7 @@ def run_annotator(ctx: launch.RunContext) -> None:
     m = evaluate_map(model, val_split, cfg.replace(eval_input=cfg.annotator.input_size))
     ctx.append(make_record(
         experiment=ctx.experiment, evaluator=EVALUATOR, metrics={"map": m["map"], "ap_per_class": m["ap"]},
-        config={"annotator": cfg.annotator.to_dict()}, scale=ctx.scale, seed=ctx.seed,
+        config={"annotator": cfg.annotator.to_dict(), "train": annotator_recipe(cfg)}, scale=ctx.scale, seed=ctx.seed,
         dataset=_dataset(cfg, len(val_split.paths)), wall_time_s=time.time() - t0, extra={"checkpoint": ckpt}))
 
 
@@ -57,10 +58,13 @@ def _register() -> None:
             needs = (f"pretrained/{arch}",) + {"machine": ("coco_annotator",), "oracle": ("coco_oracle_maps",)}.get(
                 row, ())
             launch.register(f"multilabel_coco/{arch}/{row}", (EVALUATOR,), needs=needs,
-                            doc=f"Table 10: {arch} on COCO multi-label, {row} targets (BCE)")(
+                            doc=f"Table 10: {arch} on COCO multi-label, {row} targets (BCE)",
+                            recipe=lambda scale, seed, arch=arch, row=row: recipe(get_config(scale, arch, row, seed)))(
                 lambda ctx, arch=arch, row=row: run_cell(ctx, arch, row))
     launch.register("multilabel_coco/annotator", (EVALUATOR,), needs=("coco_annotator",),
-                    doc="Table 10: the machine annotator's own COCO val mAP")(run_annotator)
+                    doc="Table 10: the machine annotator's own COCO val mAP",
+                    recipe=lambda scale, seed: annotator_recipe(get_config(scale, "resnet50", "machine", 0)))(
+        run_annotator)
 
 
 _register()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from multilabel_coco import targets as _targets  # noqa: F401  (registers the ml_* pooled-target rules)
-from multilabel_coco.config import MultiLabelConfig
+from multilabel_coco.config import MultiLabelConfig, annotator_recipe
 from multilabel_coco.data import CocoSplit, read_split
 from multilabel_coco.metrics import mean_average_precision
 from multilabel_coco.oracle import build_oracle_store
@@ -25,6 +26,7 @@ from relabel.annotate import annotate, whole_image_transform
 from relabel.evaluate import predict
 from relabel.data.readers import list_class_folders
 from relabel.loader import EvalSet, Sample, TrainSet
+from relabel.checkpoint import file_sha256
 from relabel.store import LabelMapStore, file_sizes
 from relabel.train import TrainConfig, train, train_transform_for
 
@@ -97,8 +99,10 @@ def annotator_samples(cfg: MultiLabelConfig, train_split: CocoSplit) -> tuple[Pa
 
 
 def machine_annotator(cfg: MultiLabelConfig, train_split: CocoSplit) -> tuple[torch.nn.Module, str]:
-    """(the multi-label annotator in eval mode, read fully-convolutionally; its checkpoint path)."""
-    from relabel.checkpoint import load_checkpoint, save_model
+    """(the multi-label annotator in eval mode, read fully-convolutionally; its checkpoint path). At mini it is
+    fine-tuned here, and fine-tuned again (the old one set aside) when its recipe or its init's recipe changed."""
+    from relabel.checkpoint import load_checkpoint, read_meta, save_model
+    from relabel.records import config_hash
     a = cfg.annotator
     if a.train is None:
         if not a.checkpoint:
@@ -107,10 +111,20 @@ def machine_annotator(cfg: MultiLabelConfig, train_split: CocoSplit) -> tuple[to
         ck = load_checkpoint(a.checkpoint, a.arch or None, **a.read_kwargs)
         return ck.model, a.checkpoint
     ckpt = launch.checkpoint_path(ANNOTATOR_EXPERIMENT, cfg.scale, 0)
+    want = config_hash(json.loads(json.dumps(annotator_recipe(cfg))))
     with launch.artifact_lock(ckpt):
+        if ckpt.exists() and read_meta(ckpt).get("extra", {}).get("config_hash") != want:
+            stale = ckpt.parent / f"stale-{read_meta(ckpt).get('extra', {}).get('config_hash', 'unstamped')}"
+            stale.mkdir(exist_ok=True)
+            for p in (ckpt, ckpt.parent / "train"):
+                if p.exists():
+                    if (stale / p.name).exists():
+                        shutil.rmtree(stale / p.name) if (stale / p.name).is_dir() else (stale / p.name).unlink()
+                    p.rename(stale / p.name)
+            print(f"{ckpt} was made under an earlier annotator recipe: moved to {stale.name}/, fine-tuning afresh",
+                  flush=True)
         if not ckpt.exists():
             from safetensors.torch import load_file
-            from relabel.checkpoint import read_meta
             init = _experiment_checkpoint(a.init, cfg.scale, 0)
             meta = read_meta(init)
             tcfg = a.train.replace(model=meta["arch"], model_kwargs=dict(meta.get("model_kwargs", {})),
@@ -120,7 +134,7 @@ def machine_annotator(cfg: MultiLabelConfig, train_split: CocoSplit) -> tuple[to
             res = train(tcfg, ds, ckpt.parent / "train", init=load_file(str(init)), workers=cfg.workers)
             save_model(res.model, ckpt, arch=tcfg.model, model_kwargs=tcfg.model_kwargs,
                        num_classes=tcfg.num_classes, extra={"train_wall_s": res.wall_s, "init": str(init),
-                                                            "train": tcfg.to_dict()})
+                                                            "train": tcfg.to_dict(), "config_hash": want})
     return load_checkpoint(ckpt, **a.read_kwargs).model, str(ckpt)
 
 
@@ -133,6 +147,12 @@ def machine_store(cfg: MultiLabelConfig, split: CocoSplit) -> tuple[LabelMapStor
     a = cfg.annotator
     path = _root(cfg) / "stores" / f"machine-{a.input_size}px-k{a.k}-{a.score_dtype}"
     with launch.artifact_lock(path):
+        if _complete(path) and a.train is not None:  # mini: maps of an annotator fine-tuned afresh since are stale
+            model, ckpt = machine_annotator(cfg, split)
+            made_by = json.loads((path / "annotation.json").read_text()).get("annotator_sha256")
+            if made_by != file_sha256(ckpt):
+                shutil.rmtree(path)
+                print(f"{path} was annotated by an earlier annotator: annotating again", flush=True)
         if not _complete(path):
             model, ckpt = machine_annotator(cfg, split)
             if model.get_classifier().weight.shape[0] != split.num_classes:
@@ -141,7 +161,8 @@ def machine_store(cfg: MultiLabelConfig, split: CocoSplit) -> tuple[LabelMapStor
             st = annotate(model, split.root, list(split.paths), path, k=min(a.k, split.num_classes),
                           input_size=a.input_size, score_dtype=a.score_dtype, annotator=Path(ckpt).as_posix(),
                           class_names=list(split.class_names), batch_size=64, workers=cfg.workers)
-            (path / "annotation.json").write_text(json.dumps({**st, "annotator": ckpt}))
+            (path / "annotation.json").write_text(json.dumps({**st, "annotator": ckpt,
+                                                              "annotator_sha256": file_sha256(ckpt)}))
     store = LabelMapStore.open(path, dataset_paths=list(split.paths), dataset_sizes=file_sizes(split.root, split.paths),
                                class_names=list(split.class_names))
     if tuple(store.meta.grid) != tuple(cfg.map_grid):

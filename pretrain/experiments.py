@@ -182,13 +182,13 @@ def run_crop_iou(ctx) -> None:
                            wall_time_s=time.time() - t0))
 
 
-def _annotator_recipe(scale, seed=0):
+def _fig5_recipe(scale, seed=0):
     a = get_config(scale).annotator
     return a.train.to_dict() if a.train is not None else None
 
 
 @launch.register("analysis/label_confidence", ("crop_conf",), doc="Fig. 5: pooled-label confidence vs crop IoU",
-                 needs=("annotator",), recipe=_annotator_recipe)
+                 needs=("annotator",), recipe=_fig5_recipe)
 def run_label_confidence(ctx) -> None:
     from pretrain.analysis import label_confidence
     cfg = get_config(ctx.scale)
@@ -197,7 +197,7 @@ def run_label_confidence(ctx) -> None:
     metrics, n = label_confidence(cfg, store, seed=ctx.seed)
     ctx.append(make_record(experiment=ctx.experiment, evaluator="crop_conf", metrics=metrics,
                            config={"store": str(store.path), "crops_per_image": 20, "scale": [0.08, 1.0],
-                                   "train": _annotator_recipe(ctx.scale)},  # the annotator behind the maps
+                                   "train": _fig5_recipe(ctx.scale)},  # the annotator behind the maps
                            scale=ctx.scale, seed=ctx.seed,
                            dataset={"name": A.dataset_name(cfg), "split": "train", "size": n},
                            wall_time_s=time.time() - t0))

@@ -102,7 +102,7 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None, num_classe
     if num_classes is not None and stored_classes != num_classes:
         raise CheckpointError(f"{path} has a {stored_classes}-class classifier but {num_classes} classes were "
                               f"expected; use a checkpoint trained on this dataset.")
-    return Checkpoint(model.eval(), arch, stored_classes, kwargs, fmt, extra, _sha256(path))
+    return Checkpoint(model.eval(), arch, stored_classes, kwargs, fmt, extra, file_sha256(path))
 
 
 def _read_torch_state(path: Path) -> tuple[dict, str | None]:
@@ -158,7 +158,8 @@ def _build(arch: str, state: dict, kwargs: dict, path: Path) -> tuple[nn.Module,
     return model, num_classes
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
+    """A file's content hash: ties records, resumable state and label maps to the exact weights they came from."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

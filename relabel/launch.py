@@ -13,6 +13,7 @@ import fcntl
 import importlib
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -149,7 +150,53 @@ def run_job(job: Job, scale: str, records_path: Path, registry: dict) -> None:
     wd = workdir(job.experiment, scale, job.seed)
     wd.mkdir(parents=True, exist_ok=True)
     with artifact_lock(wd / "job"):  # two drivers asking for the same run: the second waits, then resumes it
+        want = recipe_hash(exp, scale, job.seed)
+        stamped = stamped_recipe(wd)
+        if want is not None and stamped is not None and stamped != want:
+            _set_aside(wd, stamped)
         exp.run(RunContext(job.experiment, scale, job.seed, job.evaluators, records_path, wd))
+        if want is not None:
+            R.write_json_atomic(wd / RECIPE_STAMP, {"hash": want, "recipe": _as_stored(exp.recipe(scale, job.seed))})
+
+
+# A run's workdir says which recipe its files (checkpoints, model.safetensors) were made under, so a later recipe
+# never silently reuses them: run_job sets a stale workdir's files aside, ensure_checkpoint retrains.
+RECIPE_STAMP = "recipe.json"
+
+
+def _as_stored(recipe: dict) -> dict:
+    return json.loads(json.dumps(recipe))  # tuples → lists, as a record stores it
+
+
+def recipe_hash(exp: "Experiment", scale: str, seed: int) -> str | None:
+    """The config hash of the experiment's current recipe at (scale, seed); None if it registers none or cannot
+    configure this scale here."""
+    if exp.recipe is None:
+        return None
+    try:
+        return R.config_hash(_as_stored(exp.recipe(scale, seed)))
+    except Exception:  # e.g. full scale without its environment variables
+        return None
+
+
+def stamped_recipe(wd: Path) -> str | None:
+    """The recipe hash a workdir's files were made under (None: no stamp, made before stamps existed)."""
+    p = Path(wd) / RECIPE_STAMP
+    return json.loads(p.read_text())["hash"] if p.is_file() else None
+
+
+def _set_aside(wd: Path, old: str) -> None:
+    """Moves a workdir's files made under recipe `old` into `<wd>/stale-<old>/` (kept, not deleted)."""
+    dest = wd / f"stale-{old}"
+    dest.mkdir(exist_ok=True)
+    for p in wd.iterdir():
+        if p.name.startswith("stale-") or p.name == "job.lock":
+            continue
+        target = dest / p.name
+        if target.exists():
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        p.rename(target)
+    print(f"{wd} holds files of an earlier recipe ({old}): moved to {dest.name}/, running afresh", flush=True)
 
 
 def checkpoint_path(experiment_id: str, scale: str, seed: int) -> Path:
@@ -160,15 +207,37 @@ def checkpoint_path(experiment_id: str, scale: str, seed: int) -> Path:
 def ensure_checkpoint(experiment_id: str, scale: str, seed: int) -> Path:
     """The trained model of another experiment (e.g. a pretrained backbone for transfer), trained if missing."""
     path = checkpoint_path(experiment_id, scale, seed)
+    registry = discover()
+    exp = registry.get(experiment_id)
+    if path.exists() and (exp is None or _checkpoint_current(exp, scale, seed, path)):
+        return path
+    if exp is None:
+        raise KeyError(f"experiment '{experiment_id}' is not registered, so its checkpoint cannot be made")
+    run_job(Job(experiment_id, seed, frozenset(), True), scale, R.default_records_path(scale), registry)
     if not path.exists():
-        registry = discover()
-        if experiment_id not in registry:
-            raise KeyError(f"experiment '{experiment_id}' is not registered, so its checkpoint cannot be made")
-        from relabel import records as _R
-        run_job(Job(experiment_id, seed, frozenset(), True), scale, _R.default_records_path(scale), registry)
-        if not path.exists():
-            raise RuntimeError(f"experiment '{experiment_id}' ran but left no checkpoint at {path}")
+        raise RuntimeError(f"experiment '{experiment_id}' ran but left no checkpoint at {path}")
     return path
+
+
+def _checkpoint_current(exp: Experiment, scale: str, seed: int, path: Path) -> bool:
+    """Whether a checkpoint was made under the experiment's current recipe: its workdir's stamp says so, or (made
+    before stamps) the trainer's own last checkpoint beside it holds the current recipe; with neither, taken as
+    it is. A current unstamped checkpoint gets its stamp."""
+    want = recipe_hash(exp, scale, seed)
+    if want is None:
+        return True
+    stamped = stamped_recipe(path.parent)
+    if stamped is not None:
+        return stamped == want
+    last = path.parent / "train" / "last.pt"
+    if not last.is_file():
+        return True
+    import torch
+    saved = torch.load(last, map_location="cpu", weights_only=True).get("config")
+    if R.config_hash(_as_stored(saved)) != want:
+        return False
+    R.write_json_atomic(path.parent / RECIPE_STAMP, {"hash": want, "recipe": _as_stored(exp.recipe(scale, seed))})
+    return True
 
 
 @contextlib.contextmanager

@@ -15,10 +15,11 @@ from typing import Sequence
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, default_collate
 from torchvision import transforms as T
 
-from relabel.transforms import ComposeWithBox, RandomHorizontalFlipWithBox, RandomResizedCropWithBox
+from relabel.transforms import (BatchedColorJitterNormalize, ComposeWithBox, RandomHorizontalFlipWithBox,
+                               RandomResizedCropWithBox)
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -34,17 +35,31 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
         return im.convert("RGB")
 
 
-def train_transform(size: int, scale=(0.08, 1.0), color_jitter: float = 0.4, hflip: float = 0.5) -> ComposeWithBox:
+def train_transform(size: int, scale=(0.08, 1.0), color_jitter: float = 0.4, hflip: float = 0.5,
+                    batched: bool = True) -> ComposeWithBox:
     """RandomResizedCrop + flip (+ colour jitter): the paper's standard augmentation, returning the crop box.
 
     `hflip` is the flip probability; the mini world sets it to 0 because its objects are digits, which a mirror
-    turns into other shapes (a flipped 2 is no 2), unlike ImageNet's objects."""
+    turns into other shapes (a flipped 2 is no 2), unlike ImageNet's objects. `batched`: colour jitter and
+    normalisation run per batch (BatchedColorJitterNormalize: the same draws and arithmetic, done in the collate
+    by `collate_train`); False gives torchvision's per-image ColorJitter → ToTensor → Normalize, whose images
+    other per-image transforms (timm's RandAugment) can still edit."""
     ts = [RandomResizedCropWithBox(size, scale=tuple(scale))]
     if hflip > 0:
         ts.append(RandomHorizontalFlipWithBox(hflip))
+    if batched:
+        return ComposeWithBox(ts + [BatchedColorJitterNormalize(color_jitter, color_jitter, color_jitter,
+                                                                IMAGENET_MEAN, IMAGENET_STD)])
     if color_jitter > 0:
         ts.append(T.ColorJitter(color_jitter, color_jitter, color_jitter))
     return ComposeWithBox(ts + [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def collate_train(samples: list, transform=None):
+    """`default_collate` of TrainSet items, then the batched stages of their transform (if it has any)."""
+    x, *rest = default_collate(samples)
+    finish = getattr(transform, "finish_batch", None)
+    return (finish(x) if finish is not None else x, *rest)
 
 
 def eval_transform(size: int, crop_ratio: float = 0.875) -> T.Compose:
@@ -82,6 +97,10 @@ class TrainSet(Dataset):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def collate(self, samples: list):
+        """Batches items of this set (DataLoader's collate_fn): see `collate_train`."""
+        return collate_train(samples, self.transform)
 
     def __getitem__(self, i: int):
         s = self.samples[i]

@@ -46,6 +46,14 @@ def default_records_path(scale: str) -> Path:
     return root / "records" / f"{scale}.jsonl"
 
 
+def write_json_atomic(path: str | os.PathLike, obj: dict) -> None:
+    """Writes JSON so that a reader (or a kill) never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
 def config_hash(config: Mapping[str, Any]) -> str:
     """A short, stable hash of a JSON-able config (key order does not matter)."""
     blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)

@@ -39,6 +39,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from relabel.records import write_json_atomic
+
 __all__ = [
     "SCORE_DTYPES", "LabelStoreError", "LabelStoreMismatch", "StoreMeta", "LabelMapStore", "LabelMapWriter",
     "list_images", "file_sizes", "dataset_fingerprint", "class_list_hash", "official_name", "import_official",
@@ -171,12 +173,6 @@ class StoreMeta:
         return d
 
 
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
-
-
 def _read_meta(path: Path) -> StoreMeta:
     f = path / "meta.json"
     if not f.is_file():
@@ -280,7 +276,7 @@ class LabelMapStore:
         else:
             open_mm(path / "indices.npy", "w+", _plain_index_dtype(num_classes), (n, k, h, w)).flush()
         open_mm(path / "written.npy", "w+", np.uint8, (n,)).flush()
-        _write_json_atomic(path / "meta.json", asdict(meta))  # last: its presence marks a fully allocated store
+        write_json_atomic(path / "meta.json", asdict(meta))  # last: its presence marks a fully allocated store
         return LabelMapWriter(path)
 
     @classmethod
@@ -454,7 +450,7 @@ class LabelMapWriter:
         if len(todo):
             raise LabelStoreError(f"cannot finalize {self.store.path}: {len(todo)} of {self.meta.num_images} maps "
                                   f"are not written (first: {self.store.paths[todo[0]]!r}); run the missing shards.")
-        _write_json_atomic(self.store.path / "meta.json", {**asdict(self.meta), "complete": True})
+        write_json_atomic(self.store.path / "meta.json", {**asdict(self.meta), "complete": True})
         return LabelMapStore(self.store.path)
 
 

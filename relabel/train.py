@@ -16,6 +16,7 @@ Every pretraining row of the paper is this loop with other parameters (STYLE.md:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import random
@@ -33,12 +34,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
-from torch.utils.data import DataLoader, default_collate
+from torch.utils.data import DataLoader
 from relabel.progress import bar as progress_bar
 
 from relabel.configs import StrictConfig
 from relabel.records import config_hash
-from relabel.loader import ResumableSampler, TrainSet, _mix, train_transform
+from relabel.loader import ResumableSampler, TrainSet, _mix, collate_train, train_transform
 from relabel.pooling import relabel_target
 
 LABEL_SOURCES = ("onehot", "relabel", "kd", "multihot")
@@ -118,8 +119,9 @@ class TrainConfig(StrictConfig):
 
 def train_transform_for(cfg: TrainConfig):
     """The training augmentation a config asks for (crop scale, colour jitter, flip probability, input size)."""
-    t = train_transform(cfg.input_size, cfg.crop_scale, cfg.color_jitter, cfg.hflip)
-    return _with_timm_augment(t, cfg) if (cfg.randaugment or cfg.random_erasing) else t
+    timm_aug = bool(cfg.randaugment or cfg.random_erasing)  # they edit each image: per-image jitter before them
+    t = train_transform(cfg.input_size, cfg.crop_scale, cfg.color_jitter, cfg.hflip, batched=not timm_aug)
+    return _with_timm_augment(t, cfg) if timm_aug else t
 
 
 class _SeededFromTorch:
@@ -239,12 +241,13 @@ class LabelPoolingCollate:
     (bench/bench_pooling.py).
     """
 
-    def __init__(self, store, num_classes: int, variant: str, official: bool = False):
+    def __init__(self, store, num_classes: int, variant: str, official: bool = False, transform=None):
         self.store, self.num_classes, self.variant, self.official = store, num_classes, variant, official
         self.rule = POOLED_TARGET_RULES.get(variant)  # a registered rule (e.g. multi-label BCE targets), if any
+        self.transform = transform  # the items' transform, whose batched stages run here (collate_train)
 
     def __call__(self, samples):
-        x, boxes, flips, labels, rows = default_collate(samples)
+        x, boxes, flips, labels, rows = collate_train(samples, self.transform)
         scores, indices = self.store.read_batch(rows.numpy())
         if self.rule is not None:
             target = self.rule(scores, indices, boxes, self.num_classes, flips=flips, labels=labels)
@@ -391,8 +394,9 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
     local_bs = cfg.batch_size // info.world
     bar = progress_bar(total=total, initial=step, disable=not (progress and info.main), unit="step",
                desc=f"train {cfg.model} [{cfg.label}{'/' + cfg.relabel_variant if cfg.label == 'relabel' else ''}]")
-    collate = (LabelPoolingCollate(store, cfg.num_classes, cfg.relabel_variant, cfg.official_pooling)
-               if cfg.label == "relabel" else None)
+    transform = getattr(train_set, "transform", None)
+    collate = (LabelPoolingCollate(store, cfg.num_classes, cfg.relabel_variant, cfg.official_pooling, transform)
+               if cfg.label == "relabel" else functools.partial(collate_train, transform=transform))
     model.train()
     t_start = time.time()
     while step < total:

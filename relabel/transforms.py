@@ -22,13 +22,16 @@ transforms (ColorJitter, ToTensor, Normalize, Resize of the whole image, …) se
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torchvision import transforms as T
 from torchvision.transforms import functional as F
 
 __all__ = [
+    "BatchedColorJitterNormalize",
     "CropBox",
+    "Pending",
     "compose_crop",
     "RandomResizedCropWithBox",
     "RandomHorizontalFlipWithBox",
@@ -120,6 +123,106 @@ class ComposeWithBox:
                 img = t(img)
         return img, state.as_tensor(), state.flipped
 
+    def finish_batch(self, x):
+        """A collated batch of images made ready for the model: the batched stages (``finish``) of the transforms
+        that left their work ``Pending``; a batch of plain tensors comes back as it is."""
+        for t in self.transforms:
+            if isinstance(x, Pending) and hasattr(t, "finish"):
+                x = t.finish(x)
+        return x
+
     def __repr__(self) -> str:
         inner = "".join(f"\n    {t}" for t in self.transforms)
         return f"{type(self).__name__}({inner}\n)"
+
+
+class Pending(NamedTuple):
+    """An image whose colour jitter and normalisation are still to be applied, to a whole batch at once:
+    `BatchedColorJitterNormalize` returns one per image (its random draws made per image), `default_collate`
+    stacks the fields, and `BatchedColorJitterNormalize.finish` turns the batch into normalised float images."""
+
+    pixels: torch.Tensor  # uint8 [3, H, W] (batched: [B, 3, H, W])
+    order: torch.Tensor  # int64 [4]: torchvision ColorJitter's op order (0 brightness, 1 contrast, 2 saturation)
+    factors: torch.Tensor  # float32 [3]: brightness, contrast, saturation factors (1 = unchanged)
+
+
+class BatchedColorJitterNormalize(torch.nn.Module):
+    """``ColorJitter(b, c, s)`` → ``ToTensor()`` → ``Normalize(mean, std)``, applied per batch.
+
+    Per image it only makes torchvision ``ColorJitter``'s random draws (its own ``get_params``: op order, then the
+    factors — the same draws, so the random stream of a run is unchanged) and keeps the 8-bit pixels; ``finish``
+    then applies the ops to the whole batch with PIL's arithmetic, which torchvision's PIL path uses: brightness
+    blends with black, contrast with the grey of the rounded mean luminance, saturation with the luminance image,
+    each result clipped to [0, 255] and truncated to 8 bits, luminance as PIL's fixed-point ITU-R 601-2 ``L``.
+    The output matches the per-image pipeline to float rounding (a tested ≤ 1 level in rare pixels) at a
+    fraction of the cost: on the mini world's 48-px crops the per-image work was ~0.3 ms, a third of a training
+    step on one core. Hue is not supported (no recipe here uses it). ``ComposeWithBox.finish_batch`` calls
+    ``finish``; the trainer's collate does so inside the loader workers.
+    """
+
+    def __init__(self, brightness: float = 0.0, contrast: float = 0.0, saturation: float = 0.0,
+                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
+        super().__init__()
+        self.jitter = T.ColorJitter(brightness, contrast, saturation)  # holds the ranges and draws the params
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    @property
+    def jitters(self) -> bool:
+        j = self.jitter
+        return any(r is not None for r in (j.brightness, j.contrast, j.saturation))
+
+    def forward(self, img) -> Pending:
+        pixels = F.pil_to_tensor(img)
+        if pixels.shape[0] != 3:
+            raise ValueError(f"expected an RGB image, got {pixels.shape[0]} channels")
+        factors = torch.ones(3)
+        order = torch.arange(4)
+        if self.jitters:  # torchvision's ColorJitter draws nothing when it has no range: neither do we
+            j = self.jitter
+            order, b, c, s, _ = T.ColorJitter.get_params(j.brightness, j.contrast, j.saturation, None)
+            factors = torch.tensor([1.0 if f is None else f for f in (b, c, s)])
+        return Pending(pixels, order, factors)
+
+    def finish(self, batch: Pending) -> torch.Tensor:
+        x = batch.pixels.float()
+        if self.jitters:
+            n = x.shape[0]
+            order = batch.order[batch.order != 3].view(n, 3)  # hue (3) is never applied
+            key = order[:, 0] * 9 + order[:, 1] * 3 + order[:, 2]
+            for k in key.unique().tolist():  # the images sharing one op order, as one sub-batch
+                idx = (key == k).nonzero().squeeze(1)
+                sub = x[idx]
+                for op in order[idx[0]].tolist():
+                    f = batch.factors[idx, op]
+                    if not bool((f == 1.0).all()):  # factor 1 is the identity (a range of 0 draws no factor)
+                        sub = self._op(sub, op, f.view(-1, 1, 1, 1))
+                x[idx] = sub
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        return (x / 255.0 - mean) / std
+
+    _L = (19595.0, 38470.0, 7471.0)  # PIL's fixed-point ITU-R 601-2 weights (× 2^16)
+
+    @classmethod
+    def _luma(cls, x: torch.Tensor) -> torch.Tensor:
+        """PIL's RGB → L on 8-bit values, (19595 R + 38470 G + 7471 B + 2^15) >> 16, as [N, 1, H, W]; exact in
+        float32: every product and partial sum is an integer below 2^24."""
+        r, g, b = cls._L
+        return torch.floor((x[:, 0:1] * r + x[:, 1:2] * g + x[:, 2:3] * b + 32768.0) / 65536.0)
+
+    @classmethod
+    def _op(cls, x: torch.Tensor, op: int, f: torch.Tensor) -> torch.Tensor:
+        if op == 0:  # PIL ImageEnhance.Brightness: blend with black
+            out = x * f
+        else:
+            luma = cls._luma(x)
+            # Contrast: the grey level int(mean(L) + 0.5); Color (saturation): the L image itself
+            degenerate = (torch.floor(luma.double().mean(dim=(1, 2, 3), keepdim=True) + 0.5).float() if op == 1
+                          else luma)
+            out = degenerate + f * (x - degenerate)
+        return out.clamp_(0.0, 255.0).trunc_()  # PIL's Image.blend: clipped, truncated to 8 bits
+
+    def __repr__(self) -> str:
+        j = self.jitter
+        return (f"{type(self).__name__}(brightness={j.brightness}, contrast={j.contrast}, "
+                f"saturation={j.saturation}, mean={self.mean}, std={self.std})")

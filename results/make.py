@@ -52,12 +52,25 @@ def load_records(paths):
         raise UsageError(str(e)) from None
 
 
-def missing_sources(computed: render.Computed, seeds):
+def missing_sources(computed: render.Computed, seeds, extra_rows: bool = False):
+    """(source, seed) pairs the table lacks; the cells of extra rows (tables.Row.extra) only when asked."""
     out = []
-    for _row, _col, src, lacking in computed.missing:
+    for row, _col, src, lacking in computed.missing:
+        if row.extra and not extra_rows:
+            continue
         for seed in (seeds if lacking == ["any"] else lacking):
             out.append((src, seed))
     return out
+
+
+def merge_jobs(jobs) -> list:
+    """One job per (experiment, seed), with the union of the evaluators the targets asked it for."""
+    merged: dict = {}
+    for j in jobs:
+        k = (j.experiment, j.seed)
+        merged[k] = j if k not in merged else launch.Job(j.experiment, j.seed, merged[k].evaluators | j.evaluators,
+                                                         j.registered)
+    return list(merged.values())
 
 
 def _run_one(job, scale, records_path, threads):
@@ -99,13 +112,14 @@ def run_jobs(todo, scale, records_path, registry, jobs, log, name):
 
 
 def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_root=RENDER_ROOT,
-         log=print, run=True, summary=None, jobs=1) -> int:
+         log=print, run=True, summary=None, jobs=1, extra_rows=False) -> int:
     """Runs and renders targets; returns the exit status (0 all done, 3 some experiments not registered).
 
     Raises UsageError for an unknown target, a missing records file or a damaged record.
 
     With run=False nothing is executed and missing cells are only listed (the demo renders every table so).
     `summary`, if a list, receives (name, filled cells, total cells, markdown path) per target.
+    `extra_rows` also runs the rows beyond the paper's (tables.Row.extra), e.g. Table 2's oracle row.
     """
     specs = []
     for name in targets:
@@ -130,24 +144,30 @@ def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_
             log(f"({stale} record(s) come from an earlier recipe of their experiment and are ignored)")
         return recs
 
+    plans, before = {}, current()
     for spec in specs:
-        computed = render.compute(spec, current(), scale, seeds)
-        planned = launch.plan(missing_sources(computed, run_seeds), registry)
-        todo = [j for j in planned if j.registered]
-        absent = [j for j in planned if not j.registered]
+        computed = render.compute(spec, before, scale, seeds)
+        plans[spec.name] = launch.plan(missing_sources(computed, run_seeds, extra_rows), registry)
         if dry_run:
+            todo = [j for j in plans[spec.name] if j.registered]
+            absent = [j for j in plans[spec.name] if not j.registered]
             log(f"{spec.name} [{scale}]: {len(todo)} run(s) to execute, {len(absent)} not registered yet")
             for j in todo:
                 log(f"  run  {j.experiment}  seed={j.seed}  evaluators={','.join(sorted(j.evaluators))}")
             for j in absent:
                 log(f"  MISSING  {j.experiment}  seed={j.seed}  evaluators={','.join(sorted(j.evaluators))}  "
                     f"(not registered yet; filled by {spec.filled_by})")
-            if not planned:
+            if not plans[spec.name]:
                 log("  all cells have records; nothing to run")
-            continue
-        if run and todo:
-            run_jobs(todo, scale, main_records, registry, jobs, log, spec.name)
-        records = current()
+    if dry_run:
+        return status
+    # One pool for all the targets' runs (a run two tables need runs once, with both tables' evaluators), so
+    # the workers stay busy across table boundaries.
+    todo = merge_jobs([j for p in plans.values() for j in p if j.registered])
+    if run and todo:
+        run_jobs(todo, scale, main_records, registry, jobs, log, "+".join(plans))
+    records = current()
+    for spec in specs:
         computed = render.compute(spec, records, scale, seeds)
         desc = ", ".join(str(p) for p in paths if Path(p).exists()) or "none yet"
         written = render.write_all(computed, records, Path(out_root) / scale, desc)
@@ -156,6 +176,7 @@ def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_
         log(f"{spec.name}: {filled}/{len(ours)} cells filled → {written[0]}")
         if summary is not None:
             summary.append((spec.name, filled, len(ours), written[0]))
+        absent = [j for j in plans[spec.name] if not j.registered]
         if absent and run:
             status = 3
             names = sorted({j.experiment for j in absent})
@@ -180,13 +201,16 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(RENDER_ROOT), help="render root (default results/rendered)")
     ap.add_argument("--jobs", type=int, default=1, help="runs to execute at once, each in its own process "
                     "with cores/jobs threads (default 1)")
+    ap.add_argument("--extra-rows", action="store_true",
+                    help="also run the rows beyond the paper's (e.g. Table 2's mini-only oracle row); they are "
+                         "rendered whenever their records exist")
     ap.add_argument("--no-run", action="store_true",
                     help="render from the records there are, running nothing (missing cells stay '—')")
     a = ap.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a log file as they happen
     try:
         return make(a.targets, a.scale, parse_seeds(a.seeds), a.dry_run, a.records, Path(a.out), jobs=a.jobs,
-                    run=not a.no_run)
+                    run=not a.no_run, extra_rows=a.extra_rows)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -71,13 +71,14 @@ def compute(table: Table, records: list, scale: str, seeds=None) -> Computed:
         for col, src in zip(table.cols, row.sources):
             cell = Cell()
             if src is not None and scale in row.scales:
-                for seed, rec in sorted(select(records, src, scale, seeds).items()):
+                want = src.seeds or seeds  # a source made at fixed seeds (tables.Source.seeds) is read at those
+                for seed, rec in sorted(select(records, src, scale, want).items()):
                     value = rec["metrics"][src.metric]
                     if isinstance(value, (int, float)):
                         cell.values[seed] = float(value)
                         cell.records.append(rec)
                         fixture |= bool(rec.get("extra", {}).get("fixture"))
-                lacking = [s for s in seeds if s not in cell.values] if seeds else ([] if cell.n else ["any"])
+                lacking = [s for s in want if s not in cell.values] if want else ([] if cell.n else ["any"])
                 if lacking:
                     missing.append((row, col, src, lacking))
             cells[row.key, col.key] = cell
@@ -191,7 +192,8 @@ def to_markdown(c: Computed, records_desc: str = "") -> str:
         for row, col, src, lacking in c.missing:
             out.append(f"- {row.label} / {col.label}: no record of `{src.experiment}` · evaluator "
                        f"`{src.evaluator}` · metric `{src.metric}` at scale {c.scale}"
-                       + (f" for seed(s) {', '.join(map(str, lacking))}" if lacking != ["any"] else ""))
+                       + (f" for seed(s) {', '.join(map(str, lacking))}" if lacking != ["any"] else "")
+                       + (f" (an extra row: `make {t.name} EXTRA=1` runs it)" if row.extra else ""))
     if t.notes:
         out += ["", "Notes:"] + [f"- {n}" for n in t.notes]
     shas = _provenance(c)

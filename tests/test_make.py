@@ -60,10 +60,15 @@ def test_registered_experiment_runs_only_missing_cells_once(monkeypatch, tmp_pat
     monkeypatch.setattr(launch, "discover", lambda: registry)
     out = tmp_path / "rendered"
     assert make.make(["table2"], "mini", (0, 1), out_root=out, log=lambda *_: None) == 0
-    assert len(calls) == 12 and all(ev == {"val", "real"} for *_, ev in calls)
-    assert make.make(["table2"], "mini", (0, 1), out_root=out, log=lambda *_: None) == 0
-    assert len(calls) == 12  # second call: every cell has its records, nothing re-runs
-    assert "50.5 ± 0.7 (n=2)" in (out / "mini" / "table2.md").read_text()
+    assert len(calls) == 10 and all(ev == {"val", "real"} for *_, ev in calls)  # the paper's 5 rows × 2 seeds
+    assert "pretrain/resnet50/relabel_oracle" not in {e for e, *_ in calls}  # an extra row: only when asked
+    md = (out / "mini" / "table2.md").read_text()
+    assert "50.5 ± 0.7 (n=2)" in md and "`make table2 EXTRA=1` runs it" in md
+    assert make.make(["table2"], "mini", (0, 1), out_root=out, log=lambda *_: None, extra_rows=True) == 0
+    assert len(calls) == 12 and {e for e, *_ in calls[10:]} == {"pretrain/resnet50/relabel_oracle"}
+    assert make.make(["table2"], "mini", (0, 1), out_root=out, log=lambda *_: None, extra_rows=True) == 0
+    assert len(calls) == 12  # every cell has its records, nothing re-runs
+    assert "EXTRA=1" not in (out / "mini" / "table2.md").read_text().split("Notes:")[0]  # extra row rendered
 
 
 def test_records_of_an_earlier_recipe_are_stale_and_their_cells_run_again(monkeypatch, tmp_path):
@@ -83,10 +88,10 @@ def test_records_of_an_earlier_recipe_are_stale_and_their_cells_run_again(monkey
                 for e in exps}
     monkeypatch.setattr(launch, "discover", lambda: registry)
     out, lines = tmp_path / "rendered", []
-    assert make.make(["table2"], "mini", (0,), out_root=out, log=lines.append) == 0
+    assert make.make(["table2"], "mini", (0,), out_root=out, log=lines.append, extra_rows=True) == 0
     assert len(calls) == 6 and "10.0" in (out / "mini" / "table2.md").read_text()
     recipe["lr"] = 0.2  # the config changed: every cell is stale, runs again, and only the new records count
-    assert make.make(["table2"], "mini", (0,), out_root=out, log=lines.append) == 0
+    assert make.make(["table2"], "mini", (0,), out_root=out, log=lines.append, extra_rows=True) == 0
     assert len(calls) == 12 and any("earlier recipe" in l for l in lines)
     md = (out / "mini" / "table2.md").read_text()
     assert "20.0" in md and "10.0" not in md
@@ -123,3 +128,59 @@ def test_a_run_failing_on_missing_data_ends_in_one_sentence(monkeypatch, capsys)
     monkeypatch.setattr(launch, "discover", lambda: registry)
     assert make.main(["table2"]) == 1
     assert capsys.readouterr().err == "error: ImageNet root /nowhere has no train/ folder; set IMAGENET_ROOT\n"
+
+
+def test_a_checkpoint_of_an_earlier_recipe_is_set_aside_and_made_again(isolated_runs, monkeypatch):
+    """ensure_checkpoint (how transfer and Table 10 get their backbones) never reuses a model made under another
+    recipe: the workdir's stamp says which recipe made it; one without a stamp is judged by the trainer's last.pt."""
+    import torch
+    recipe, calls = {"lr": 0.1}, []
+
+    def fake_run(ctx):
+        calls.append(ctx.seed)
+        ctx.workdir.joinpath("model.safetensors").write_text(f"lr={recipe['lr']}")
+
+    exp = "pretrain/resnet50/original"
+    registry = {exp: launch.Experiment(exp, frozenset({"val"}), fake_run, recipe=lambda scale, seed: dict(recipe))}
+    monkeypatch.setattr(launch, "discover", lambda: registry)
+    path = launch.ensure_checkpoint(exp, "mini", 0)
+    assert calls == [0] and path.read_text() == "lr=0.1"
+    assert launch.ensure_checkpoint(exp, "mini", 0) == path and calls == [0]  # current: reused
+    recipe["lr"] = 0.2
+    launch.ensure_checkpoint(exp, "mini", 0)
+    assert calls == [0, 0] and path.read_text() == "lr=0.2"
+    old = R.config_hash({"lr": 0.1})
+    assert (path.parent / f"stale-{old}" / "model.safetensors").read_text() == "lr=0.1"  # kept, not deleted
+
+    # made before stamps existed: the trainer's last.pt holds the recipe it trained under
+    (path.parent / launch.RECIPE_STAMP).unlink()
+    (path.parent / "train").mkdir()
+    torch.save({"config": {"lr": 0.2}}, path.parent / "train" / "last.pt")
+    launch.ensure_checkpoint(exp, "mini", 0)
+    assert calls == [0, 0] and launch.stamped_recipe(path.parent) == R.config_hash({"lr": 0.2})  # current: stamped
+    (path.parent / launch.RECIPE_STAMP).unlink()
+    torch.save({"config": {"lr": 0.05}}, path.parent / "train" / "last.pt")
+    launch.ensure_checkpoint(exp, "mini", 0)
+    assert calls == [0, 0, 0]  # an unstamped checkpoint of another recipe is made again
+
+
+def test_targets_share_one_pool_and_a_run_two_tables_need_runs_once(monkeypatch, tmp_path):
+    calls = []
+
+    def fake_run(ctx):
+        calls.append((ctx.experiment, ctx.seed, ctx.evaluators))
+        for ev in ctx.evaluators:
+            ctx.append(R.make_record(experiment=ctx.experiment, evaluator=ev, metrics={"top1": 50.0},
+                                     config={"fake": True}, scale=ctx.scale, seed=ctx.seed,
+                                     dataset={"name": "fake", "split": "val", "size": 1}, wall_time_s=0))
+
+    evaluators = frozenset({"val", "real", "v2-top-images", "shankar"})
+    exps = {s.experiment for t in ("table2", "table3") for r in T.get(t).rows if not r.extra for s in r.sources if s}
+    registry = {e: launch.Experiment(e, evaluators, fake_run) for e in exps}
+    monkeypatch.setattr(launch, "discover", lambda: registry)
+    lines = []
+    assert make.make(["table2", "table3"], "mini", (0,), out_root=tmp_path / "r", log=lines.append) == 0
+    runs = [(e, s) for e, s, _ in calls]
+    assert len(runs) == len(set(runs)) == len(exps)  # ReLabel and Original are in both tables: each ran once
+    relabel = next(ev for e, _, ev in calls if e == "pretrain/resnet50/relabel")
+    assert {"val", "real", "v2-top-images", "shankar"} <= relabel  # with both tables' evaluators

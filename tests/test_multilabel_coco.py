@@ -230,3 +230,22 @@ def test_table10_cells_are_registered_experiments():
         for src in row.sources:
             assert src.experiment in registry and src.evaluator in registry[src.experiment].evaluators
             assert src.metric == "map"
+
+
+def test_table10_records_go_stale_when_the_init_or_the_annotator_recipe_changes(monkeypatch):
+    """A Table 10 record stores the recipe hashes of its init backbone and (machine row) of the annotator's init,
+    so retraining either makes `make table10` run the cell again instead of keeping numbers of old weights."""
+    from relabel import launch
+    registry = dict(launch.discover())
+    cur = {(a, r): registry[f"multilabel_coco/{a}/{r}"].recipe("mini", 0) for a in C.ARCHS for r in C.ROWS}
+    assert not any(str(C.mini_world()) in json.dumps(v) for v in cur.values())  # no local paths: stays current elsewhere
+    for exp in ("pretrain/resnet50/original", "annotator/default"):
+        old = registry[exp]
+        registry[exp] = launch.Experiment(old.id, old.evaluators, old.run, recipe=lambda s, seed, o=old: {
+            **o.recipe(s, seed), "epochs": 999})
+        monkeypatch.setattr(launch, "discover", lambda: dict(registry))
+        changed = {k for k in cur if registry[f"multilabel_coco/{k[0]}/{k[1]}"].recipe("mini", 0) != cur[k]}
+        want = ({("resnet50", r) for r in C.ROWS} if exp.startswith("pretrain")
+                else {(a, "machine") for a in C.ARCHS})
+        assert changed == want, exp
+        registry[exp] = old

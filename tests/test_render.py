@@ -80,3 +80,17 @@ def test_figure_png_written_only_with_data(tmp_path):
     assert (tmp_path / "fig2.png") in paths and (tmp_path / "fig2.png").stat().st_size > 5000
     paths = render.write_all(render.compute(T.FIG2, [], "mini"), [], tmp_path)
     assert not (tmp_path / "fig2.png").exists() and "— " in (tmp_path / "fig2.md").read_text()
+
+
+def test_a_source_made_at_fixed_seeds_is_read_there_only():
+    """Fig. 4's annotator accuracy: one annotator (seed 0) serves every target seed, so asking the table for seeds
+    0,1,2 reads it once (n = 1) and lists no missing seeds 1–2, instead of averaging copies of one run."""
+    recs = [R.make_record(experiment="annotator/w025", evaluator="val", metrics={"top1": 40.0 + s}, config={},
+                          scale="mini", seed=s, dataset={"name": "m", "split": "val", "size": 1}, wall_time_s=0)
+            for s in (0, 1)]
+    c = render.compute(T.get("fig4"), recs, "mini", (0, 1, 2))
+    assert c.cells["w025", "annotator"].values == {0: 40.0}
+    lacks = {(src.experiment, src.evaluator): lacking for _, _, src, lacking in c.missing}
+    assert ("annotator/w025", "val") not in lacks and lacks["annotator/w025", "real"] == [0]
+    assert any(src.experiment == "pretrain/resnet50/relabel_ann-w025" and lacking == [0, 1, 2]
+               for _, _, src, lacking in c.missing)

@@ -95,3 +95,41 @@ def test_no_crop_means_the_whole_image():
 def test_box_breaking_transforms_are_refused(bad):
     with pytest.raises(TypeError, match="without updating the crop box"):
         ComposeWithBox([bad])
+
+
+@pytest.mark.parametrize("jitter", [0.4, 0.2, 0.0])
+def test_batched_colour_jitter_equals_torchvisions_per_image_pipeline(jitter):
+    """The batched jitter + normalisation gives torchvision's per-image ColorJitter → ToTensor → Normalize (PIL
+    path) exactly, and leaves the random stream where the per-image pipeline leaves it."""
+    import numpy as np
+    from relabel.loader import IMAGENET_MEAN as M, IMAGENET_STD as S, train_transform
+    from relabel.transforms import BatchedColorJitterNormalize, Pending
+    rng = np.random.default_rng(0)
+    imgs = [Image.fromarray(rng.integers(0, 256, (40, 52, 3), dtype=np.uint8)) for _ in range(48)]
+    imgs += [Image.fromarray(np.full((40, 52, 3), v, dtype=np.uint8)) for v in (0, 128, 255)]  # flat extremes
+    ref = T.Compose(([T.ColorJitter(jitter, jitter, jitter)] if jitter else []) + [T.ToTensor(), T.Normalize(M, S)])
+    ours = BatchedColorJitterNormalize(jitter, jitter, jitter, M, S)
+    want, pending, after_ref, after_ours = [], [], [], []
+    for i, im in enumerate(imgs):
+        torch.manual_seed(i)
+        want.append(ref(im))
+        after_ref.append(torch.rand(1))
+        torch.manual_seed(i)
+        pending.append(ours(im))
+        after_ours.append(torch.rand(1))
+    batch = default_collate(pending)
+    assert isinstance(batch, Pending) and batch.pixels.dtype == torch.uint8 and batch.pixels.shape == (51, 3, 40, 52)
+    got = ours.finish(batch)
+    levels = (got - torch.stack(want)).abs() * torch.tensor(S).view(1, 3, 1, 1) * 255
+    assert levels.max() < 1e-3  # the same 8-bit values: only the float normalisation may differ in rounding
+    assert torch.equal(torch.stack(after_ref), torch.stack(after_ours))
+    # through the training transform and its collate: the same batch as the per-image pipeline
+    a, b = train_transform(32, color_jitter=jitter), train_transform(32, color_jitter=jitter, batched=False)
+    items = []
+    for t in (a, b):
+        torch.manual_seed(7)
+        items.append([t(im) for im in imgs[:8]])
+    xa, boxes_a, _ = default_collate(items[0])
+    xb, boxes_b, _ = default_collate(items[1])
+    xa = a.finish_batch(xa)
+    assert torch.equal(boxes_a, boxes_b) and (xa - xb).abs().max() < 1e-5

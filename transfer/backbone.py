@@ -6,7 +6,6 @@ timm family (or weights that do not match their own metadata) is refused here, b
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file
 
-from relabel.checkpoint import CheckpointError, read_meta
+from relabel.checkpoint import CheckpointError, file_sha256, read_meta
 
 
 @dataclass(frozen=True)
@@ -41,15 +40,6 @@ class Backbone:
         head = model.get_classifier()
         name = next(n for n, m in model.named_modules() if m is head)
         return {k: v for k, v in self.state.items() if not k.startswith(name + ".")}
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The checkpoint's content hash: ties a transfer run's resumable state and record to the exact weights."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def open_backbone(path: str | os.PathLike, expect_arch: str | None = None) -> Backbone:

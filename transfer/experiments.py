@@ -21,7 +21,7 @@ from relabel import launch
 from relabel import records as R
 from relabel.checkpoint import CheckpointError
 from relabel.records import make_record
-from transfer.backbone import file_sha256
+from relabel.checkpoint import file_sha256
 from transfer.data import ensure_data
 
 BACKBONES = {"baseline": "pretrain/resnet50/original", "relabel": "pretrain/resnet50/relabel"}
