@@ -288,6 +288,9 @@ def plot(c: Computed, records: list, path: Path) -> bool:
                 ax.errorbar(cx.mean, cy.mean, xerr=cx.std or 0, yerr=cy.std or 0, fmt="o", capsize=3)
                 ax.annotate(row.key, (cx.mean, cy.mean), textcoords="offset points", xytext=(4, 4), fontsize=8)
                 drawn = True
+            elif cy.n:  # a reference without an x value (Fig. 4: original labels, oracle maps): a level line
+                ax.axhline(cy.mean, ls="--", lw=1, color="gray" if row.key == "baseline" else "k",
+                           label=f"{row.key}: {cy.mean:.1f}")
     if not drawn:
         plt.close(fig)
         return False
