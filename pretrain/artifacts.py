@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pretrain.config import annotator_config
+from pretrain.config import ANNOTATORS, annotator_config
 from relabel import launch
 from relabel.annotate import annotate
 from relabel.checkpoint import load_model, read_meta, save_model
@@ -115,8 +115,18 @@ def _base_k(cfg) -> int:
     return 5 if cfg.annotator.official_maps else min(10, cfg.target.num_classes)
 
 
+def _annotator_tag(cfg, name: str) -> str:
+    """An annotator's name with the hash of its training recipe (mini), as its artifacts are named: the maps, the
+    extra-data subset and the clean list of an annotator re-trained under another recipe are made anew instead of
+    outliving it. External checkpoints (full) and the oracle keep their plain name."""
+    if name not in ANNOTATORS:
+        return name
+    a = annotator_config(cfg, name)
+    return name if a.train is None else f"{name}@{config_hash(a.train.to_dict())[:8]}"
+
+
 def _store_path(cfg, dtype: str, k: int, name: str = "default", tag: str = "") -> Path:
-    return _artifacts(cfg) / "stores" / f"{name}-{tag + '-' if tag else ''}{dtype}-k{k}"
+    return _artifacts(cfg) / "stores" / f"{_annotator_tag(cfg, name)}-{tag + '-' if tag else ''}{dtype}-k{k}"
 
 
 def _open(path: Path, root: Path, paths: list[str]) -> LabelMapStore:
@@ -219,7 +229,8 @@ def extra_subset(cfg, annotator_name: str = "default") -> tuple[list[Sample], fl
     class, most confident first (paper §4.3: 4M of ImageNet-21K's 14M, balanced as in Noisy Student).
     Returns (samples relative to extra_dir, seconds the annotation of the extra images took)."""
     root = extra_dir(cfg)
-    out = _artifacts(cfg) / "stores" / f"{annotator_name}-extra-balanced{cfg.extra_per_class}.json"
+    name = f"{_annotator_tag(cfg, annotator_name)}-extra-balanced{cfg.extra_per_class}.json"
+    out = _artifacts(cfg) / "stores" / name
     with launch.artifact_lock(out):
         if not out.exists():
             paths = [s.path for s in _samples(root)]
@@ -263,7 +274,7 @@ def clean_list(cfg) -> set[str]:
             raise FileNotFoundError("set RELABEL_CLEAN_LIST to Beyer et al.'s fnames_clean.txt")
         names = {Path(l.strip()).name for l in Path(cfg.clean_list).read_text().splitlines() if l.strip()}
         return {s.path for s in train_samples(cfg)[1] if Path(s.path).name in names}
-    out = _artifacts(cfg) / "stores" / "clean_list.txt"
+    out = _artifacts(cfg) / "stores" / f"clean_list-{_annotator_tag(cfg, 'default')}.txt"
     with launch.artifact_lock(out):
         if not out.exists():
             root, samples = train_samples(cfg)

@@ -239,3 +239,19 @@ def test_a_run_trained_under_an_earlier_recipe_is_set_aside(tmp_path):
     moved = X.set_aside_stale(tmp_path / "wd" / "train", new)
     assert moved.name.startswith("train.stale-") and (moved / "last.pt").exists()
     assert TR.train(new, ds, tmp_path / "wd" / "train", progress=False).steps == 1
+
+
+def test_label_artifacts_are_named_by_their_annotators_recipe():
+    """An annotator re-trained under another recipe (the launcher now sets stale runs aside and retrains) gets new
+    label-map stores, extra-data subset and clean list, instead of its old maps outliving it."""
+    import dataclasses
+    from pretrain import artifacts as A
+    from pretrain.config import get_config
+    cfg = get_config("mini")
+    base = A._store_path(cfg, "float32", 5)
+    t = cfg.annotator.train
+    longer = dataclasses.replace(cfg.annotator, train=t.replace(epochs=t.epochs + 1))
+    other = dataclasses.replace(cfg, annotator=longer)
+    assert A._store_path(other, "float32", 5) != base and base.name.startswith("default@")
+    assert A._store_path(cfg, "float32", 5, "w025") != A._store_path(other, "float32", 5, "w025")  # variants follow
+    assert A._store_path(cfg, "float32", 5, "oracle").name == "oracle-float32-k5"  # the world's masks: no annotator
