@@ -146,29 +146,23 @@ def get_config(scale: str, arch: str = "resnet50", row: str = "baseline", seed: 
 def annotator_recipe(cfg: MultiLabelConfig) -> dict:
     """What makes the machine annotator: its config (less the local path of the extra split) and the recipe hash
     of the experiment it is fine-tuned from — the machine maps are stale when either changes."""
-    from relabel import launch
+    from relabel.launch import experiment_recipe_hash
     a = {k: v for k, v in cfg.annotator.to_dict().items() if k != "extra_images"}
     return {**a, "extra_images": bool(cfg.annotator.extra_images),
-            "init_recipe_hash": _experiment_recipe_hash(cfg.annotator.init, cfg.scale, 0) if a["init"] else None}
+            "init_recipe_hash": experiment_recipe_hash(cfg.annotator.init, cfg.scale, 0) if a["init"] else None}
 
 
 def recipe(cfg: MultiLabelConfig) -> dict:
     """A Table 10 run's recipe, as its records store it in config['train']: the trainer's config, where the init
     comes from (with that experiment's own recipe hash, so a retrained backbone makes the cell stale), and what
     makes the row's label maps. No local paths, so records stay current in another checkout."""
+    from relabel.launch import experiment_recipe_hash
     kind, _, name = cfg.init.partition(":")
     out = {"train": cfg.train.to_dict(), "init": cfg.init, "init_seed": cfg.init_seed, "eval_input": cfg.eval_input,
-           "init_recipe_hash": _experiment_recipe_hash(name, cfg.scale, cfg.init_seed) if kind == "experiment"
+           "init_recipe_hash": experiment_recipe_hash(name, cfg.scale, cfg.init_seed) if kind == "experiment"
            else None}
     if cfg.row == "machine":
         out.update(annotator=annotator_recipe(cfg), map_grid=list(cfg.map_grid))
     elif cfg.row == "oracle":
         out.update(map_grid=list(cfg.map_grid), oracle_k=cfg.oracle_k)
     return out
-
-
-def _experiment_recipe_hash(experiment: str, scale: str, seed: int) -> str | None:
-    from relabel import launch
-    exp = launch.discover().get(experiment)
-    return launch.recipe_hash(exp, scale, seed) if exp is not None else None
-

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from relabel.masks import area_weights, resize_masks  # noqa: F401  (re-exported)
+from relabel.masks import resize_masks
 from relabel.store import LabelMapStore, file_sizes
 from multilabel_coco.data import CocoSplit
 

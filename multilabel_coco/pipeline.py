@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -98,31 +97,21 @@ def annotator_samples(cfg: MultiLabelConfig, train_split: CocoSplit) -> tuple[Pa
                   + [Sample(f"{coco_prefix}/{s.path}", s.label) for s in samples])
 
 
-def machine_annotator(cfg: MultiLabelConfig, train_split: CocoSplit) -> tuple[torch.nn.Module, str]:
-    """(the multi-label annotator in eval mode, read fully-convolutionally; its checkpoint path). At mini it is
-    fine-tuned here, and fine-tuned again (the old one set aside) when its recipe or its init's recipe changed."""
-    from relabel.checkpoint import load_checkpoint, read_meta, save_model
+def annotator_checkpoint(cfg: MultiLabelConfig, train_split: CocoSplit) -> Path:
+    """The mini multi-label annotator's checkpoint, fine-tuned here when missing — and again when its recipe or its
+    init's recipe changed (the old checkpoint and training folder set aside as `.stale-<hash>`)."""
+    from relabel.checkpoint import read_meta, save_model
     from relabel.records import config_hash
     a = cfg.annotator
-    if a.train is None:
-        if not a.checkpoint:
-            raise FileNotFoundError("full scale needs a multi-label annotator: set RELABEL_COCO_ANNOTATOR_CKPT to a "
-                                    "timm checkpoint (e.g. TResNet-XL, classes in COCO's sorted category order)")
-        ck = load_checkpoint(a.checkpoint, a.arch or None, **a.read_kwargs)
-        return ck.model, a.checkpoint
     ckpt = launch.checkpoint_path(ANNOTATOR_EXPERIMENT, cfg.scale, 0)
     want = config_hash(json.loads(json.dumps(annotator_recipe(cfg))))
     with launch.artifact_lock(ckpt):
-        if ckpt.exists() and read_meta(ckpt).get("extra", {}).get("config_hash") != want:
-            stale = ckpt.parent / f"stale-{read_meta(ckpt).get('extra', {}).get('config_hash', 'unstamped')}"
-            stale.mkdir(exist_ok=True)
+        got = read_meta(ckpt).get("extra", {}).get("config_hash", "unstamped") if ckpt.exists() else want
+        if got != want:
             for p in (ckpt, ckpt.parent / "train"):
                 if p.exists():
-                    if (stale / p.name).exists():
-                        shutil.rmtree(stale / p.name) if (stale / p.name).is_dir() else (stale / p.name).unlink()
-                    p.rename(stale / p.name)
-            print(f"{ckpt} was made under an earlier annotator recipe: moved to {stale.name}/, fine-tuning afresh",
-                  flush=True)
+                    launch.set_aside(p, got)
+            print(f"{ckpt} was made under an earlier annotator recipe: set aside, fine-tuning afresh", flush=True)
         if not ckpt.exists():
             from safetensors.torch import load_file
             init = _experiment_checkpoint(a.init, cfg.scale, 0)
@@ -135,6 +124,19 @@ def machine_annotator(cfg: MultiLabelConfig, train_split: CocoSplit) -> tuple[to
             save_model(res.model, ckpt, arch=tcfg.model, model_kwargs=tcfg.model_kwargs,
                        num_classes=tcfg.num_classes, extra={"train_wall_s": res.wall_s, "init": str(init),
                                                             "train": tcfg.to_dict(), "config_hash": want})
+    return ckpt
+
+
+def machine_annotator(cfg: MultiLabelConfig, train_split: CocoSplit) -> tuple[torch.nn.Module, str]:
+    """(the multi-label annotator in eval mode, read fully-convolutionally; its checkpoint path)."""
+    from relabel.checkpoint import load_checkpoint
+    a = cfg.annotator
+    if a.train is None:
+        if not a.checkpoint:
+            raise FileNotFoundError("full scale needs a multi-label annotator: set RELABEL_COCO_ANNOTATOR_CKPT to a "
+                                    "timm checkpoint (e.g. TResNet-XL, classes in COCO's sorted category order)")
+        return load_checkpoint(a.checkpoint, a.arch or None, **a.read_kwargs).model, a.checkpoint
+    ckpt = annotator_checkpoint(cfg, train_split)
     return load_checkpoint(ckpt, **a.read_kwargs).model, str(ckpt)
 
 
@@ -148,11 +150,10 @@ def machine_store(cfg: MultiLabelConfig, split: CocoSplit) -> tuple[LabelMapStor
     path = _root(cfg) / "stores" / f"machine-{a.input_size}px-k{a.k}-{a.score_dtype}"
     with launch.artifact_lock(path):
         if _complete(path) and a.train is not None:  # mini: maps of an annotator fine-tuned afresh since are stale
-            model, ckpt = machine_annotator(cfg, split)
-            made_by = json.loads((path / "annotation.json").read_text()).get("annotator_sha256")
-            if made_by != file_sha256(ckpt):
-                shutil.rmtree(path)
-                print(f"{path} was annotated by an earlier annotator: annotating again", flush=True)
+            made_by = json.loads((path / "annotation.json").read_text()).get("annotator_sha256", "unrecorded")
+            if made_by != file_sha256(annotator_checkpoint(cfg, split)):
+                launch.set_aside(path, made_by[:12])
+                print(f"{path} was annotated by an earlier annotator: set aside, annotating again", flush=True)
         if not _complete(path):
             model, ckpt = machine_annotator(cfg, split)
             if model.get_classifier().weight.shape[0] != split.num_classes:

@@ -71,6 +71,13 @@ def annotator_checkpoint(cfg, name: str = "default") -> Path:
     ckpt = wd / "model.safetensors"
     want = config_hash(a.train.to_dict())
     with launch.artifact_lock(ckpt):
+        got = read_meta(ckpt).get("extra", {}).get("config_hash") if ckpt.exists() else None
+        if got is not None and got != want:  # (checkpoints from before the hash was stored are taken as they are)
+            # another recipe's annotator: set aside and retrained; its label artifacts carry its recipe hash in
+            # their names (_annotator_tag), so they are made anew too
+            launch.set_aside(ckpt, got)
+            print(f"{ckpt} was trained under another recipe of annotator '{name}': set aside, training afresh",
+                  flush=True)
         if not ckpt.exists():
             root = world_dir(cfg) / "extra"
             ds = TrainSet(root, _samples(root), train_transform_for(a.train), seed=0, cache=cfg.cache_images)
@@ -78,10 +85,6 @@ def annotator_checkpoint(cfg, name: str = "default") -> Path:
             res = train(a.train, ds, wd / "train", workers=cfg.workers)
             save_model(res.model, ckpt, arch=a.train.model, model_kwargs=a.train.model_kwargs,
                        num_classes=a.train.num_classes, extra={"train_wall_s": res.wall_s, "config_hash": want})
-    got = read_meta(ckpt).get("extra", {}).get("config_hash")
-    if got is not None and got != want:  # checkpoints from before the hash was stored are taken as they are
-        raise FileExistsError(f"{ckpt} was trained with another config of annotator '{name}'; delete "
-                              f"{wd} (and its label stores under {_artifacts(cfg) / 'stores'}) to retrain it")
     return ckpt
 
 

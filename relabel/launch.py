@@ -62,7 +62,7 @@ class Experiment:
             want = self.recipe(rec["scale"], rec["seed"])
         except Exception:  # a scale this experiment cannot configure here (e.g. full without its env): keep
             return True
-        return rec.get("config", {}).get("train") == json.loads(json.dumps(want))  # as a record stores it
+        return rec.get("config", {}).get("train") == _as_stored(want)
 
 
 _REGISTRY: dict[str, Experiment] = {}
@@ -153,14 +153,17 @@ def run_job(job: Job, scale: str, records_path: Path, registry: dict) -> None:
         want = recipe_hash(exp, scale, job.seed)
         stamped = stamped_recipe(wd)
         if want is not None and stamped is not None and stamped != want:
-            _set_aside(wd, stamped)
+            for p in wd.iterdir():  # the files of the earlier recipe, kept beside as `<name>.stale-<hash>`
+                if not p.name.endswith(".lock") and ".stale-" not in p.name:
+                    set_aside(p, stamped)
+            print(f"{wd} held files of an earlier recipe ({stamped}): set aside, running afresh", flush=True)
         exp.run(RunContext(job.experiment, scale, job.seed, job.evaluators, records_path, wd))
         if want is not None:
-            R.write_json_atomic(wd / RECIPE_STAMP, {"hash": want, "recipe": _as_stored(exp.recipe(scale, job.seed))})
+            _stamp(wd, exp, scale, job.seed, want)
 
 
 # A run's workdir says which recipe its files (checkpoints, model.safetensors) were made under, so a later recipe
-# never silently reuses them: run_job sets a stale workdir's files aside, ensure_checkpoint retrains.
+# never silently reuses them: run_job sets a stale workdir's files aside (`set_aside`), ensure_checkpoint retrains.
 RECIPE_STAMP = "recipe.json"
 
 
@@ -179,24 +182,34 @@ def recipe_hash(exp: "Experiment", scale: str, seed: int) -> str | None:
         return None
 
 
+def experiment_recipe_hash(experiment_id: str, scale: str, seed: int) -> str | None:
+    """recipe_hash of a registered experiment by id (None if it is not registered or registers no recipe): what a
+    dependent run (transfer, Table 10) records so that a retrained upstream model makes it stale."""
+    exp = discover().get(experiment_id)
+    return recipe_hash(exp, scale, seed) if exp is not None else None
+
+
 def stamped_recipe(wd: Path) -> str | None:
     """The recipe hash a workdir's files were made under (None: no stamp, made before stamps existed)."""
     p = Path(wd) / RECIPE_STAMP
     return json.loads(p.read_text())["hash"] if p.is_file() else None
 
 
-def _set_aside(wd: Path, old: str) -> None:
-    """Moves a workdir's files made under recipe `old` into `<wd>/stale-<old>/` (kept, not deleted)."""
-    dest = wd / f"stale-{old}"
-    dest.mkdir(exist_ok=True)
-    for p in wd.iterdir():
-        if p.name.startswith("stale-") or p.name == "job.lock":
-            continue
-        target = dest / p.name
-        if target.exists():
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
-        p.rename(target)
-    print(f"{wd} holds files of an earlier recipe ({old}): moved to {dest.name}/, running afresh", flush=True)
+def _stamp(wd: Path, exp: "Experiment", scale: str, seed: int, want: str) -> None:
+    R.write_json_atomic(Path(wd) / RECIPE_STAMP, {"hash": want, "recipe": _as_stored(exp.recipe(scale, seed))})
+
+
+def set_aside(path: str | os.PathLike, tag: str) -> Path:
+    """Moves a file or folder made under another config to `<path>.stale-<tag>` beside it (replacing an older one
+    of that tag), so the current config starts afresh without deleting the old work; returns where it went."""
+    path = Path(path)
+    dest = path.with_name(f"{path.name}.stale-{tag}")
+    if dest.is_dir():
+        shutil.rmtree(dest)
+    elif dest.exists():
+        dest.unlink()
+    path.rename(dest)
+    return dest
 
 
 def checkpoint_path(experiment_id: str, scale: str, seed: int) -> Path:
@@ -236,7 +249,7 @@ def _checkpoint_current(exp: Experiment, scale: str, seed: int, path: Path) -> b
     saved = torch.load(last, map_location="cpu", weights_only=True).get("config")
     if R.config_hash(_as_stored(saved)) != want:
         return False
-    R.write_json_atomic(path.parent / RECIPE_STAMP, {"hash": want, "recipe": _as_stored(exp.recipe(scale, seed))})
+    _stamp(path.parent, exp, scale, seed, want)
     return True
 
 

@@ -98,10 +98,6 @@ class TrainSet(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def collate(self, samples: list):
-        """Batches items of this set (DataLoader's collate_fn): see `collate_train`."""
-        return collate_train(samples, self.transform)
-
     def __getitem__(self, i: int):
         s = self.samples[i]
         img = self._cache[i] if self._cache is not None else load_rgb(self.root / s.path)

@@ -20,7 +20,6 @@ import functools
 import math
 import os
 import random
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from torch.utils.data import DataLoader
 from relabel.progress import bar as progress_bar
 
 from relabel.configs import StrictConfig
+from relabel.launch import set_aside
 from relabel.records import config_hash
 from relabel.loader import ResumableSampler, TrainSet, _mix, collate_train, train_transform
 from relabel.pooling import relabel_target
@@ -291,10 +291,7 @@ def set_aside_stale(train_dir: Path, tcfg) -> Path | None:
     saved = torch.load(last, map_location="cpu", weights_only=True)["config"]
     if saved == tcfg.to_dict():
         return None
-    dest = train_dir.with_name(f"{train_dir.name}.stale-{config_hash(saved)}")
-    if dest.exists():
-        shutil.rmtree(dest)
-    train_dir.rename(dest)
+    dest = set_aside(train_dir, config_hash(saved))
     print(f"{train_dir} was trained under an earlier recipe: moved to {dest.name}, training afresh", flush=True)
     return dest
 

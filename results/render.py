@@ -282,6 +282,7 @@ def plot(c: Computed, records: list, path: Path) -> bool:
             px, py = zip(*spec.paper_points)
             ax.scatter(px, py, marker="x", color="k", zorder=5, label="paper (stated in text)")
     elif isinstance(spec, Scatter):
+        levels = 0
         for row in c.table.rows:
             cx, cy = c.cells[row.key, spec.x], c.cells[row.key, spec.y]
             if cx.n and cy.n:
@@ -289,7 +290,8 @@ def plot(c: Computed, records: list, path: Path) -> bool:
                 ax.annotate(row.key, (cx.mean, cy.mean), textcoords="offset points", xytext=(4, 4), fontsize=8)
                 drawn = True
             elif cy.n:  # a reference without an x value (Fig. 4: original labels, oracle maps): a level line
-                ax.axhline(cy.mean, ls="--", lw=1, color="gray" if row.key == "baseline" else "k",
+                levels += 1
+                ax.axhline(cy.mean, ls=("--", ":", "-.")[(levels - 1) % 3], lw=1, color="k",
                            label=f"{row.key}: {cy.mean:.1f}")
     if not drawn:
         plt.close(fig)

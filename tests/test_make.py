@@ -150,7 +150,7 @@ def test_a_checkpoint_of_an_earlier_recipe_is_set_aside_and_made_again(isolated_
     launch.ensure_checkpoint(exp, "mini", 0)
     assert calls == [0, 0] and path.read_text() == "lr=0.2"
     old = R.config_hash({"lr": 0.1})
-    assert (path.parent / f"stale-{old}" / "model.safetensors").read_text() == "lr=0.1"  # kept, not deleted
+    assert (path.parent / f"model.safetensors.stale-{old}").read_text() == "lr=0.1"  # kept, not deleted
 
     # made before stamps existed: the trainer's last.pt holds the recipe it trained under
     (path.parent / launch.RECIPE_STAMP).unlink()

@@ -15,8 +15,9 @@ from multilabel_coco import config as C
 from multilabel_coco import targets as T
 from multilabel_coco.data import read_split
 from multilabel_coco.metrics import average_precision, mean_average_precision
-from multilabel_coco.oracle import area_weights, build_oracle_store, oracle_map, resize_masks
+from multilabel_coco.oracle import build_oracle_store, oracle_map
 from relabel import train as TR
+from relabel.masks import area_weights, resize_masks
 from relabel.data.formats import mask_polygons, rle_compressed, rle_uncompressed
 from relabel.pooling import label_pool
 from relabel.store import LabelMapStore

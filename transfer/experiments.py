@@ -14,14 +14,12 @@ records are all stale is refused (`current_backbone`) rather than transferred.
 """
 from __future__ import annotations
 
-import json
 import os
 
 from relabel import launch
 from relabel import records as R
-from relabel.checkpoint import CheckpointError
+from relabel.checkpoint import CheckpointError, file_sha256
 from relabel.records import make_record
-from relabel.checkpoint import file_sha256
 from transfer.data import ensure_data
 
 BACKBONES = {"baseline": "pretrain/resnet50/original", "relabel": "pretrain/resnet50/relabel"}
@@ -31,14 +29,6 @@ DETECTORS = ("faster_rcnn", "mask_rcnn")  # Table 9's column families
 
 def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
-
-
-def _backbone_recipe_hash(pretrain: str, scale: str, seed: int) -> str | None:
-    """The config hash of the backbone experiment's current pretraining recipe (None if it registers none)."""
-    exp = launch.discover().get(BACKBONES[pretrain])
-    if exp is None or exp.recipe is None:
-        return None
-    return R.config_hash(json.loads(json.dumps(exp.recipe(scale, seed))))
 
 
 def _finegrained_config(scale: str, task: str):
@@ -55,7 +45,7 @@ def recipe(cfg, pretrain: str, scale: str, seed: int) -> dict:
     """What a transfer record stores as config['train']: the transfer config, the backbone experiment and its
     pretraining recipe's hash (relabel.launch.Experiment.recipe)."""
     return {**cfg.to_dict(), "backbone": BACKBONES[pretrain],
-            "backbone_recipe_hash": _backbone_recipe_hash(pretrain, scale, seed)}
+            "backbone_recipe_hash": launch.experiment_recipe_hash(BACKBONES[pretrain], scale, seed)}
 
 
 def current_backbone(pretrain: str, scale: str, seed: int, records_path) -> str:

@@ -3,9 +3,9 @@ folder left by another identity is either refused (by hand: the user decides) or
 only re-runs a cell when its records are stale, i.e. the recipe or the backbone changed since)."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
+from relabel.launch import set_aside
 from relabel.records import config_hash
 
 ON_STALE = ("refuse", "set_aside")
@@ -23,9 +23,6 @@ def handle_stale(folder: Path, old_identity, on_stale: str, what: str) -> None:
     if on_stale == "refuse":
         raise StaleWorkdirError(f"{folder} holds {what} with another config or backbone checkpoint; delete it to start "
                            "over")
-    dest = folder.with_name(f"{folder.name}.stale-{config_hash({'old': old_identity})}")
-    if dest.exists():
-        shutil.rmtree(dest)
-    folder.rename(dest)
+    dest = set_aside(folder, config_hash({'old': old_identity}))
     print(f"{folder} held {what} of an earlier config or backbone: moved to {dest.name}, starting afresh",
           flush=True)
