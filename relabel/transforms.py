@@ -220,7 +220,8 @@ class BatchedColorJitterNormalize(torch.nn.Module):
             degenerate = (torch.floor(luma.double().mean(dim=(1, 2, 3), keepdim=True) + 0.5).float() if op == 1
                           else luma)
             out = degenerate + f * (x - degenerate)
-        return out.clamp_(0.0, 255.0).trunc_()  # PIL's Image.blend: clipped, truncated to 8 bits
+        # PIL's Image.blend: clipped, truncated to 8 bits (floor = trunc on [0, 255], and ~10x faster on CPU)
+        return out.clamp_(0.0, 255.0).floor_()
 
     def __repr__(self) -> str:
         j = self.jitter

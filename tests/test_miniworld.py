@@ -45,6 +45,29 @@ def test_same_seed_gives_byte_identical_files(world, tmp_path):
     first, second = _digest(world), _digest(again)
     assert len(first) > 400
     assert first == second
+    # A parallel build (a second process writes the splits that read no other split) writes the same files.
+    parallel = tmp_path / "parallel"
+    stats = build_world(parallel, 0, make_config(**SMALL), parallel=True)
+    assert _digest(parallel) == first and set(stats["build_seconds"]) >= {"extra", "bgc", "finegrained", "train"}
+
+
+def _ensure_small(root, seed, queue):
+    logs = []
+    ensure_world(root, seed=seed, log=logs.append, **SMALL)
+    queue.put(logs)
+
+
+def test_concurrent_callers_build_a_world_once(tmp_path):
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_ensure_small, args=(tmp_path, 6, queue)) for _ in range(2)]
+    for proc in procs:
+        proc.start()
+    logs = [queue.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join()
+    assert sorted(log[0].split()[0] for log in logs) == ["built", "reusing"]
 
 
 def test_different_seeds_differ(world, tmp_path):

@@ -3,10 +3,14 @@
 A world lives in ``<root>/mini-v<GENERATOR_VERSION>-seed<S>`` (plus ``-<knob hash>`` when a knob differs from
 the calibrated default). It is built in a temporary sibling folder and renamed into place only when complete,
 so a killed run never leaves a world that looks finished; ``world.json`` (written last) marks a complete world,
-and ``stats.json`` holds the statistics printed by the CLI.
+and ``stats.json`` holds the statistics printed by the CLI. Processes that ask for the same world at once (the
+workers of ``make -j``) wait for one build behind a file lock; a large world's independent splits are written by
+a second process while this one writes the rest (the default world: ~13 s instead of ~23 s on 2 cores), with
+byte-identical files, since every split draws from its own seeded generator.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import time
@@ -39,27 +43,34 @@ def ensure_world(root: str | Path, seed: int = 0, *, preview: bool = False,
     cfg = make_config(**knobs)
     root = Path(root)
     final = root / world_name(seed, cfg)
-    if (final / "world.json").is_file():
-        log(f"reusing cached mini world {final}")
-    elif final.exists():
-        raise RuntimeError(f"{final} exists but is not a complete mini world (no world.json); delete it and rerun.")
-    else:
+    if not (final / "world.json").is_file():
         root.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temps(root, final.name)
-        tmp = root / f".tmp-{final.name}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        start = time.perf_counter()
-        build_world(tmp, seed, cfg)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / "world.json").is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)  # another process finished the same world first
-        log(f"built mini world {final} in {time.perf_counter() - start:.1f} s")
+        with open(root / f".lock-{final.name}", "a") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # another process building this world: wait for it
+            try:
+                _build_locked(root, final, seed, cfg, log)
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    else:
+        log(f"reusing cached mini world {final}")
     if preview:
         log(f"preview: {write_preview(final)}")
     return final
+
+
+def _build_locked(root: Path, final: Path, seed: int, cfg: WorldConfig, log: Callable[[str], None]) -> None:
+    if (final / "world.json").is_file():
+        log(f"reusing cached mini world {final}")
+        return
+    if final.exists():
+        raise RuntimeError(f"{final} exists but is not a complete mini world (no world.json); delete it and rerun.")
+    _remove_stale_temps(root, final.name)
+    tmp = root / f".tmp-{final.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    start = time.perf_counter()
+    build_world(tmp, seed, cfg)
+    os.rename(tmp, final)
+    log(f"built mini world {final} in {time.perf_counter() - start:.1f} s")
 
 
 def _remove_stale_temps(root: Path, name: str) -> None:
@@ -73,11 +84,39 @@ def _remove_stale_temps(root: Path, name: str) -> None:
             pass  # a live process of another user owns it
 
 
-def build_world(dest: Path, seed: int, cfg: WorldConfig) -> dict:
-    """Write every split of the world into ``dest`` and return its statistics (also saved as stats.json)."""
+_PARALLEL_MIN_IMAGES = 5000  # below this many train + extra images a second process costs more than it saves
+
+
+def _write_independent(dest: Path, seed: int, cfg: WorldConfig, sources=None) -> tuple[dict, dict]:
+    """The splits that read no other split (extra, bgc, finegrained): their (counts, seconds)."""
+    sources = sources if sources is not None else load_sources()
+    counts, times = {}, {}
+    t = time.perf_counter()
+    counts["extra"] = write_scene_folder(dest, "extra", seed, cfg, sources, cfg.n_extra, "fit", True)[1]
+    times["extra"] = round(time.perf_counter() - t, 2)
+    for name, write in (("bgc", write_bgc), ("finegrained", write_finegrained)):
+        t = time.perf_counter()
+        counts[name] = write(dest, seed, cfg, sources)
+        times[name] = round(time.perf_counter() - t, 2)
+    return counts, times
+
+
+def build_world(dest: Path, seed: int, cfg: WorldConfig, parallel: bool | None = None) -> dict:
+    """Write every split of the world into ``dest`` and return its statistics (also saved as stats.json).
+
+    `parallel` (default: on a multi-core machine, for a world of at least 5,000 train + extra images) writes the
+    splits that depend on no other one in a second process; the files are the same either way."""
     sources = load_sources()
     dest.mkdir(parents=True, exist_ok=True)
     times, counts = {}, {}
+    if parallel is None:
+        parallel = (os.cpu_count() or 1) > 1 and cfg.n_train + cfg.n_extra >= _PARALLEL_MIN_IMAGES
+    pool = helper = None
+    if parallel:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+        pool = cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"))
+        helper = pool.submit(_write_independent, dest, seed, cfg)
 
     def timed(name, fn, *args):
         t = time.perf_counter()
@@ -85,30 +124,34 @@ def build_world(dest: Path, seed: int, cfg: WorldConfig) -> dict:
         times[name] = round(time.perf_counter() - t, 2)
         return out
 
-    # ImageNet-A's filter model is trained on a different split (train) than the one it filters.
-    ref_train, counts["train"] = timed("train", write_scene_folder, dest, "train", seed, cfg, sources, cfg.n_train,
-                                       "fit", False, 2000)
-    counts["extra"] = timed("extra", write_scene_folder, dest, "extra", seed, cfg, sources, cfg.n_extra, "fit",
-                            True)[1]
-    val, val_info = timed("val", write_val, dest, seed, cfg, sources)
-    counts["val"] = val_info["counts"]
-    counts["v2"] = timed("v2", write_v2, dest, seed, cfg, sources, val_info["selection_frequency"])
-    if len({s.label for s in ref_train}) >= 2:
+    try:
+        # ImageNet-A's filter model is trained on a different split (train) than the one it filters.
+        ref_train, counts["train"] = timed("train", write_scene_folder, dest, "train", seed, cfg, sources,
+                                           cfg.n_train, "fit", False, 2000)
+        if len({s.label for s in ref_train}) < 2:
+            raise ValueError("n_train must give at least two classes to train the ImageNet-A reference classifier.")
+        val, val_info = timed("val", write_val, dest, seed, cfg, sources)
+        counts["val"] = val_info["counts"]
+        counts["v2"] = timed("v2", write_v2, dest, seed, cfg, sources, val_info["selection_frequency"])
         reference = timed("reference", ReferenceClassifier, [s.image for s in ref_train], [s.label for s in ref_train])
         counts["imagenet_a"] = timed("imagenet_a", write_imagenet_a, dest, seed, cfg, sources, reference)
-    else:
-        raise ValueError("n_train must give at least two classes to train the ImageNet-A reference classifier.")
-    counts["bgc"] = timed("bgc", write_bgc, dest, seed, cfg, sources)
-    counts["coco"] = timed("coco", write_coco, dest, seed, cfg, sources)
-    counts["finegrained"] = timed("finegrained", write_finegrained, dest, seed, cfg, sources)
+        counts["coco"] = timed("coco", write_coco, dest, seed, cfg, sources)
+        # Calibration targets (config.py): ReaL multi-label fraction and Fig. 2 crops against the labelled class's
+        # boxes, as ImageNet's val boxes annotate only the labelled class.
+        t = time.perf_counter()
+        multilabel = multilabel_fraction(true_labels(s, cfg.visibility_threshold) for s in val)
+        fig2 = crop_iou_stats([s.boxes_of(s.label) for s in val],
+                              [(s.image.shape[1], s.image.shape[0]) for s in val], n_crops=100, seed=_FIG2_SEED)
+        times["stats"] = round(time.perf_counter() - t, 2)
+        more, more_times = helper.result() if helper else _write_independent(dest, seed, cfg, sources)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    times.update(more_times)
+    counts.update(more)
+    order = ("train", "extra", "val", "v2", "imagenet_a", "bgc", "coco", "finegrained")  # stats.json's key order
+    counts = {k: counts[k] for k in order}
 
-    # Calibration targets (config.py): ReaL multi-label fraction and Fig. 2 crops against the labelled class's
-    # boxes, as ImageNet's val boxes annotate only the labelled class.
-    t = time.perf_counter()
-    multilabel = multilabel_fraction(true_labels(s, cfg.visibility_threshold) for s in val)
-    fig2 = crop_iou_stats([s.boxes_of(s.label) for s in val], [(s.image.shape[1], s.image.shape[0]) for s in val],
-                          n_crops=100, seed=_FIG2_SEED)
-    times["stats"] = round(time.perf_counter() - t, 2)
     stats = {
         "generator_version": GENERATOR_VERSION, "seed": seed, "config": cfg.to_dict(),
         "classes": list(CLASS_NAMES), "counts": counts,
