@@ -104,7 +104,7 @@ def annotator_checkpoint(cfg: MultiLabelConfig, train_split: CocoSplit) -> Path:
     from relabel.records import config_hash
     a = cfg.annotator
     ckpt = launch.checkpoint_path(ANNOTATOR_EXPERIMENT, cfg.scale, 0)
-    want = config_hash(json.loads(json.dumps(annotator_recipe(cfg))))
+    want = config_hash(annotator_recipe(cfg))  # (JSON writes tuples and lists alike)
     with launch.artifact_lock(ckpt):
         got = read_meta(ckpt).get("extra", {}).get("config_hash", "unstamped") if ckpt.exists() else want
         if got != want:
