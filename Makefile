@@ -8,9 +8,19 @@ SEEDS ?=
 DRY_RUN ?=
 RECORDS ?=
 EXTRA ?=
+SET ?=
+# mini: JOBS runs at once on the cores. full: one run at a time, each spread over NPROC GPUs by torchrun (default:
+# every visible GPU), never several runs sharing GPU 0.
+ifeq ($(SCALE),full)
+JOBS ?= 1
+NPROC ?= $(shell $(VPY) -c "import torch; print(max(1, torch.cuda.device_count()))" 2>/dev/null || echo 1)
+DRIVER = $(VENV)/bin/torchrun --standalone --nproc_per_node=$(NPROC) -m results.make
+else
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+DRIVER = $(VPY) -m results.make
+endif
 MAKE_ARGS = --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(DRY_RUN),--dry-run) $(if $(EXTRA),--extra-rows) \
-	$(foreach r,$(RECORDS),--records $(r)) --jobs $(JOBS)
+	$(foreach r,$(RECORDS),--records $(r)) $(foreach s,$(SET),--set $(s)) --jobs $(JOBS)
 SETUP_VERSION := 1
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt tools/gxx_cxx20 | sha1sum | cut -c1-8)-v$(SETUP_VERSION)
 
@@ -41,21 +51,21 @@ demo: setup
 	$(VPY) -m results.demo --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS)) --jobs $(JOBS)
 
 test: setup
-	$(VPY) -m pytest -q tests
+	$(VPY) -m pytest -q --durations=15 tests
 
 test-fast: setup
-	$(VPY) -m pytest -q -m "not slow" tests
+	$(VPY) -m pytest -q -m "not slow" --durations=15 tests
 
 tables: setup
-	$(VPY) -m results.make $(TABLES) $(MAKE_ARGS)
+	$(DRIVER) $(TABLES) $(MAKE_ARGS)
 
 # `make table3 table7` is one driver call: the targets share one pool of workers and a run both need runs once.
 # The first table goal runs them all; the others have nothing left to do.
 TABLE_GOALS := $(filter $(TABLES),$(MAKECMDGOALS))
 $(TABLES): setup
 	@if [ "$@" = "$(firstword $(TABLE_GOALS))" ] || [ -z "$(TABLE_GOALS)" ]; then \
-	  echo "$(VPY) -m results.make $(or $(TABLE_GOALS),$@) $(MAKE_ARGS)"; \
-	  $(VPY) -m results.make $(or $(TABLE_GOALS),$@) $(MAKE_ARGS); \
+	  echo "$(DRIVER) $(or $(TABLE_GOALS),$@) $(MAKE_ARGS)"; \
+	  $(DRIVER) $(or $(TABLE_GOALS),$@) $(MAKE_ARGS); \
 	fi
 
 $(RENDER_ONLY): setup  # the costs table: filled by `make bench` records, nothing to train

@@ -9,7 +9,6 @@ with other settings. It writes no record. Examples:
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import sys
 from pathlib import Path
@@ -17,16 +16,13 @@ from pathlib import Path
 
 def _overrides(items) -> tuple[dict, dict]:
     """(config overrides, TrainConfig overrides) from KEY=VALUE items; 'train.<key>' goes to the recipe."""
-    top, train = {}, {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"error: --set takes key=value, got '{item}'")
-        try:
-            value = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            pass
-        (train if key.startswith("train.") else top)[key.removeprefix("train.")] = value
+    from relabel.configs import ConfigError, parse_overrides
+    try:
+        over = parse_overrides(items)
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
+    top = {k: v for k, v in over.items() if not k.startswith("train.")}
+    train = {k.removeprefix("train."): v for k, v in over.items() if k.startswith("train.")}
     return top, train
 
 

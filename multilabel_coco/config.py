@@ -10,7 +10,11 @@ Full scale is the paper's protocol (Appendix D.4): torchvision's ImageNet-pretra
 (R50) / 448 (R101), machine maps from a TResNet-XL at 640 (mAP 88.4). Not stated there and chosen here:
 40 epochs, RandomResizedCrop(0.08–1) + flip + colour jitter 0.4 (the random crop is what LabelPooling needs;
 §4.3: "random crop augmentation is a popular recipe for multi-label training"), evaluation on the whole image
-resized to the input size, label maps on the 20×20 grid of the TResNet-XL at 640.
+resized to the input size, label maps on the 20×20 grid of the TResNet-XL at 640. Nothing downloads here: the
+torchvision weights enter as a local file, `RELABEL_COCO_INIT_RESNET50=/path/r50.safetensors` (and
+`RELABEL_COCO_INIT_RESNET101`), any `.safetensors`/`.pth` a `python -m relabel.checkpoint convert` accepts — e.g.
+torchvision's `resnet50-0676ba61.pth` or timm's hub `model.safetensors` of `resnet50.tv_in1k` — without either,
+the run asks timm's hub and stops in one sentence naming the variable when the hub cannot be reached.
 
 Mini scale: the mini world's COCO split (600 train / 300 val images, 10 digit classes, 48–64 px), the mini
 ResNet-50/101 of the pretraining tables trained on the world's ImageNet-like split (`pretrain/<arch>/original`,
@@ -24,6 +28,7 @@ overfits and stays at the targets' level) — read fully-convolutionally at outp
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +37,9 @@ from relabel.configs import StrictConfig
 from relabel.train import TrainConfig
 
 ARCHS = ("resnet50", "resnet101")
+INIT_KINDS = ("experiment:", "timm:", "file:")
+# Full scale's local init file per arch (torchvision's ImageNet weights, which the hub would otherwise serve).
+INIT_ENV = {arch: f"RELABEL_COCO_INIT_{arch.upper()}" for arch in ARCHS}
 # TrainConfig overrides per row: the label source and, for ReLabel, the pooled-target rule (targets.py).
 ROWS = {
     "baseline": {"label": "multihot"},
@@ -68,8 +76,9 @@ class MultiLabelConfig(StrictConfig):
     val_images: str
     val_annotations: str
     world: str  # mini: the generated world (built on first use); full: ''
-    # Pretrained init: 'experiment:<id>' (a launcher experiment's model.safetensors, seed `init_seed`) or
-    # 'timm:<name>' (timm's pretrained weights). The classifier is replaced by a new num_classes-way FC.
+    # Pretrained init: 'experiment:<id>' (a launcher experiment's model.safetensors, seed `init_seed`),
+    # 'timm:<name>' (timm's pretrained weights, from its hub) or 'file:<path>' (a local weights file, the
+    # architecture `arch`; see INIT_ENV). The classifier is replaced by a new num_classes-way FC.
     init: str
     train: TrainConfig  # the recipe; model/model_kwargs come from the init checkpoint at mini
     annotator: AnnotatorConfig
@@ -86,8 +95,8 @@ class MultiLabelConfig(StrictConfig):
             raise ValueError(f"arch must be one of {ARCHS}, got '{self.arch}'")
         if self.row not in ROWS:
             raise ValueError(f"row must be one of {tuple(ROWS)}, got '{self.row}'")
-        if not self.init.startswith(("experiment:", "timm:")):
-            raise ValueError(f"init must be 'experiment:<id>' or 'timm:<name>', got '{self.init}'")
+        if not self.init.startswith(INIT_KINDS) or not self.init.partition(":")[2]:
+            raise ValueError(f"init must be 'experiment:<id>', 'timm:<name>' or 'file:<path>', got '{self.init}'")
 
 
 def mini_world() -> Path:
@@ -114,7 +123,7 @@ def get_config(scale: str, arch: str = "resnet50", row: str = "baseline", seed: 
             scale="full", arch=arch, row=row, dataset="coco2017", world="",
             train_images=str(root / "train2017"), train_annotations=str(root / "annotations/instances_train2017.json"),
             val_images=str(root / "val2017"), val_annotations=str(root / "annotations/instances_val2017.json"),
-            init=f"timm:{arch}.tv_in1k", train=train,
+            init=full_init(arch), train=train,
             annotator=AnnotatorConfig(checkpoint=os.environ.get("RELABEL_COCO_ANNOTATOR_CKPT", ""),
                                       arch=os.environ.get("RELABEL_COCO_ANNOTATOR_ARCH", "tresnet_xl"),
                                       input_size=640, k=10, score_dtype="float16"),
@@ -143,6 +152,35 @@ def get_config(scale: str, arch: str = "resnet50", row: str = "baseline", seed: 
     return cfg.replace(**overrides) if overrides else cfg
 
 
+def full_init(arch: str) -> str:
+    """Full scale's init: the local file of INIT_ENV[arch] when set, else torchvision's weights from timm's hub."""
+    path = os.environ.get(INIT_ENV[arch], "")
+    return f"file:{path}" if path else f"timm:{arch}.tv_in1k"
+
+
+def init_identity(init: str) -> dict:
+    """What the recipe records of an init file: its name and content hash, never its local path (records stay
+    current in another checkout; other weights under the same name make them stale)."""
+    kind, _, name = init.partition(":")
+    if kind != "file":
+        return {"init": init}
+    if not Path(name).is_file():
+        raise FileNotFoundError(f"the init file {name} does not exist; point {' or '.join(INIT_ENV.values())} "
+                                "at a local .safetensors/.pth of the backbone.")
+    return {"init": f"file:{Path(name).name}", "init_sha256": _sha256_cached(name, *_stat(name))}
+
+
+def _stat(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_mtime_ns, st.st_size
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256_cached(path: str, mtime_ns: int, size: int) -> str:  # recipes are asked for once per record
+    from relabel.checkpoint import file_sha256
+    return file_sha256(path)
+
+
 def annotator_recipe(cfg: MultiLabelConfig) -> dict:
     """What makes the machine annotator: its config (less the local path of the extra split) and the recipe hash
     of the experiment it is fine-tuned from — the machine maps are stale when either changes."""
@@ -158,7 +196,8 @@ def recipe(cfg: MultiLabelConfig) -> dict:
     makes the row's label maps. No local paths, so records stay current in another checkout."""
     from relabel.launch import experiment_recipe_hash
     kind, _, name = cfg.init.partition(":")
-    out = {"train": cfg.train.to_dict(), "init": cfg.init, "init_seed": cfg.init_seed, "eval_input": cfg.eval_input,
+    out = {"train": cfg.train.to_dict(), **init_identity(cfg.init), "init_seed": cfg.init_seed,
+           "eval_input": cfg.eval_input,
            "init_recipe_hash": experiment_recipe_hash(name, cfg.scale, cfg.init_seed) if kind == "experiment"
            else None}
     if cfg.row == "machine":

@@ -25,8 +25,9 @@ from relabel.annotate import annotate, whole_image_transform
 from relabel.evaluate import predict
 from relabel.data.readers import list_class_folders
 from relabel.loader import EvalSet, Sample, TrainSet
-from relabel.checkpoint import file_sha256
-from relabel.store import LabelMapStore, file_sizes
+from relabel.dist import is_main
+from relabel.records import write_json_atomic
+from relabel.store import LabelMapStore, dataset_fingerprint, file_sizes
 from relabel.train import TrainConfig, train, train_transform_for
 
 ANNOTATOR_EXPERIMENT = "multilabel_coco/annotator"
@@ -56,9 +57,15 @@ def pretrained_init(cfg: MultiLabelConfig) -> tuple[str, dict, dict, str]:
     """(timm arch, create_model kwargs, state dict, where it came from) of the ImageNet-pretrained init."""
     kind, _, name = cfg.init.partition(":")
     if kind == "timm":
-        import timm
-        model = timm.create_model(name, pretrained=True)
+        from multilabel_coco.config import INIT_ENV
+        from relabel.checkpoint import convert_command, timm_pretrained
+        model = timm_pretrained(name, f"set {INIT_ENV[cfg.arch]} to a local weights file of it (a .safetensors or "
+                                      f".pth; `{convert_command('FILE.pth', cfg.arch)}` checks one)")
         return name.split(".")[0], {}, model.state_dict(), cfg.init
+    if kind == "file":  # a local weights file of `arch` (ours, timm's or torchvision's; relabel.checkpoint)
+        from relabel.checkpoint import load_checkpoint
+        ck = load_checkpoint(name, cfg.arch)
+        return ck.arch.split(".")[0], dict(ck.model_kwargs), ck.model.state_dict(), f"{cfg.init} (sha256 {ck.sha256})"
     from safetensors.torch import load_file
     from relabel.checkpoint import read_meta
     path = _experiment_checkpoint(name, cfg.scale, cfg.init_seed)
@@ -99,45 +106,48 @@ def annotator_samples(cfg: MultiLabelConfig, train_split: CocoSplit) -> tuple[Pa
 
 def annotator_checkpoint(cfg: MultiLabelConfig, train_split: CocoSplit) -> Path:
     """The mini multi-label annotator's checkpoint, fine-tuned here when missing — and again when its recipe or its
-    init's recipe changed (the old checkpoint and training folder set aside as `.stale-<hash>`)."""
+    init's recipe changed (the old checkpoint and training folder set aside as `.stale-<hash>`; relabel.launch's
+    artifact policy, which also sets aside one without an identity stamp)."""
     from relabel.checkpoint import read_meta, save_model
     from relabel.records import config_hash
     a = cfg.annotator
     ckpt = launch.checkpoint_path(ANNOTATOR_EXPERIMENT, cfg.scale, 0)
     want = config_hash(annotator_recipe(cfg))  # (JSON writes tuples and lists alike)
-    with launch.artifact_lock(ckpt):
-        got = read_meta(ckpt).get("extra", {}).get("config_hash", "unstamped") if ckpt.exists() else want
-        if got != want:
-            for p in (ckpt, ckpt.parent / "train"):
-                if p.exists():
-                    launch.set_aside(p, got)
-            print(f"{ckpt} was made under an earlier annotator recipe: set aside, fine-tuning afresh", flush=True)
-        if not ckpt.exists():
-            from safetensors.torch import load_file
-            init = _experiment_checkpoint(a.init, cfg.scale, 0)
-            meta = read_meta(init)
-            tcfg = a.train.replace(model=meta["arch"], model_kwargs=dict(meta.get("model_kwargs", {})),
-                                   num_classes=train_split.num_classes, seed=0)
-            root, samples = annotator_samples(cfg, train_split)
-            ds = TrainSet(root, samples, train_transform_for(tcfg), 0, cache=cfg.cache_images)
-            res = train(tcfg, ds, ckpt.parent / "train", init=load_file(str(init)), workers=cfg.workers)
+
+    def build():  # collective: every rank trains (DDP under torchrun), rank 0 writes the checkpoint
+        from safetensors.torch import load_file
+        init = _experiment_checkpoint(a.init, cfg.scale, 0)
+        meta = read_meta(init)
+        tcfg = a.train.replace(model=meta["arch"], model_kwargs=dict(meta.get("model_kwargs", {})),
+                               num_classes=train_split.num_classes, seed=0)
+        root, samples = annotator_samples(cfg, train_split)
+        ds = TrainSet(root, samples, train_transform_for(tcfg), 0, cache=cfg.cache_images)
+        res = train(tcfg, ds, ckpt.parent / "train", init=load_file(str(init)), workers=cfg.workers)
+        if is_main():
             save_model(res.model, ckpt, arch=tcfg.model, model_kwargs=tcfg.model_kwargs,
                        num_classes=tcfg.num_classes, extra={"train_wall_s": res.wall_s, "init": str(init),
                                                             "train": tcfg.to_dict(), "config_hash": want})
-    return ckpt
+
+    return launch.artifact(ckpt, {"recipe": want}, build, collective=True, companions=(ckpt.parent / "train",))
+
+
+def annotator_file(cfg: MultiLabelConfig, train_split: CocoSplit) -> Path:
+    """The multi-label annotator's checkpoint file: fine-tuned here (mini) or RELABEL_COCO_ANNOTATOR_CKPT (full)."""
+    a = cfg.annotator
+    if a.train is None:
+        if not a.checkpoint:
+            raise FileNotFoundError("full scale needs a multi-label annotator: set RELABEL_COCO_ANNOTATOR_CKPT to a "
+                                    "timm checkpoint (e.g. TResNet-XL, classes in COCO's sorted category order)")
+        return Path(a.checkpoint)
+    return annotator_checkpoint(cfg, train_split)
 
 
 def machine_annotator(cfg: MultiLabelConfig, train_split: CocoSplit) -> tuple[torch.nn.Module, str]:
     """(the multi-label annotator in eval mode, read fully-convolutionally; its checkpoint path)."""
     from relabel.checkpoint import load_checkpoint
     a = cfg.annotator
-    if a.train is None:
-        if not a.checkpoint:
-            raise FileNotFoundError("full scale needs a multi-label annotator: set RELABEL_COCO_ANNOTATOR_CKPT to a "
-                                    "timm checkpoint (e.g. TResNet-XL, classes in COCO's sorted category order)")
-        return load_checkpoint(a.checkpoint, a.arch or None, **a.read_kwargs).model, a.checkpoint
-    ckpt = annotator_checkpoint(cfg, train_split)
-    return load_checkpoint(ckpt, **a.read_kwargs).model, str(ckpt)
+    ckpt = annotator_file(cfg, train_split)
+    return load_checkpoint(ckpt, (a.arch or None) if a.train is None else None, **a.read_kwargs).model, str(ckpt)
 
 
 def _complete(path: Path) -> bool:
@@ -145,25 +155,32 @@ def _complete(path: Path) -> bool:
 
 
 def machine_store(cfg: MultiLabelConfig, split: CocoSplit) -> tuple[LabelMapStore, dict]:
-    """The machine label maps of the train split (annotated once per scale; resumable), and their provenance."""
+    """The machine label maps of the train split (annotated once per annotator; resumable), and their provenance.
+    Stamped with the annotator checkpoint's sha256, the settings and the split's fingerprint; at full scale the
+    store is also named by the checkpoint (`machine@sha-<12>-...`), so another annotator gets other maps."""
     a = cfg.annotator
-    path = _root(cfg) / "stores" / f"machine-{a.input_size}px-k{a.k}-{a.score_dtype}"
-    with launch.artifact_lock(path):
-        if _complete(path) and a.train is not None:  # mini: maps of an annotator fine-tuned afresh since are stale
-            made_by = json.loads((path / "annotation.json").read_text()).get("annotator_sha256", "unrecorded")
-            if made_by != file_sha256(annotator_checkpoint(cfg, split)):
-                launch.set_aside(path, made_by[:12])
-                print(f"{path} was annotated by an earlier annotator: set aside, annotating again", flush=True)
-        if not _complete(path):
-            model, ckpt = machine_annotator(cfg, split)
-            if model.get_classifier().weight.shape[0] != split.num_classes:
-                raise ValueError(f"the annotator {ckpt} predicts {model.get_classifier().weight.shape[0]} classes, "
-                                 f"the COCO split has {split.num_classes}; use a checkpoint trained on these classes")
-            st = annotate(model, split.root, list(split.paths), path, k=min(a.k, split.num_classes),
-                          input_size=a.input_size, score_dtype=a.score_dtype, annotator=Path(ckpt).as_posix(),
-                          class_names=list(split.class_names), batch_size=64, workers=cfg.workers)
-            (path / "annotation.json").write_text(json.dumps({**st, "annotator": ckpt,
-                                                              "annotator_sha256": file_sha256(ckpt)}))
+    ckpt = annotator_file(cfg, split)
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"the multi-label annotator checkpoint {ckpt} does not exist; point "
+                                "RELABEL_COCO_ANNOTATOR_CKPT at the file")
+    sha = launch.file_sha256(ckpt)
+    name = "machine" if a.train is not None else f"machine@sha-{sha[:12]}"  # (mini names as they were)
+    path = _root(cfg) / "stores" / f"{name}-{a.input_size}px-k{a.k}-{a.score_dtype}"
+    ident = {"annotator_sha256": sha, "input_size": a.input_size, "k": a.k, "score_dtype": a.score_dtype,
+             "dataset": dataset_fingerprint(list(split.paths))}
+
+    def build():  # collective: every rank annotates its shard; rank 0 writes the provenance
+        model, ckpt_path = machine_annotator(cfg, split)
+        if model.get_classifier().weight.shape[0] != split.num_classes:
+            raise ValueError(f"the annotator {ckpt_path} predicts {model.get_classifier().weight.shape[0]} classes, "
+                             f"the COCO split has {split.num_classes}; use a checkpoint trained on these classes")
+        st = annotate(model, split.root, list(split.paths), path, k=min(a.k, split.num_classes),
+                      input_size=a.input_size, score_dtype=a.score_dtype, annotator=Path(ckpt_path).as_posix(),
+                      class_names=list(split.class_names), batch_size=64, workers=cfg.workers)
+        if is_main():
+            write_json_atomic(path / "annotation.json", {**st, "annotator": ckpt_path, "annotator_sha256": sha})
+
+    launch.artifact(path, ident, build, ready=lambda: _complete(path), collective=True)
     store = LabelMapStore.open(path, dataset_paths=list(split.paths), dataset_sizes=file_sizes(split.root, split.paths),
                                class_names=list(split.class_names))
     if tuple(store.meta.grid) != tuple(cfg.map_grid):
@@ -175,9 +192,13 @@ def machine_store(cfg: MultiLabelConfig, split: CocoSplit) -> tuple[LabelMapStor
 def oracle_store(cfg: MultiLabelConfig, split: CocoSplit) -> tuple[LabelMapStore, dict]:
     """The oracle label maps of the train split (instance masks on the map grid), and their provenance."""
     h, w = cfg.map_grid
-    path = _root(cfg) / "stores" / f"oracle-{h}x{w}-k{min(cfg.oracle_k, split.num_classes)}"
-    with launch.artifact_lock(path):
-        store = build_oracle_store(split, path, grid=cfg.map_grid, k=cfg.oracle_k)
+    k = min(cfg.oracle_k, split.num_classes)
+    path = _root(cfg) / "stores" / f"oracle-{h}x{w}-k{k}"
+    ident = {"oracle": "instance masks", "grid": [h, w], "k": k, "dataset": dataset_fingerprint(list(split.paths))}
+    launch.artifact(path, ident, lambda: build_oracle_store(split, path, grid=cfg.map_grid, k=cfg.oracle_k),
+                    ready=lambda: _complete(path))
+    store = LabelMapStore.open(path, dataset_paths=list(split.paths), dataset_sizes=file_sizes(split.root, split.paths),
+                               class_names=list(split.class_names))
     return store, json.loads((path / "annotation.json").read_text())
 
 

@@ -9,22 +9,22 @@ stores named after them; Table 5's extra data is the extra split re-labelled by 
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pretrain.config import ANNOTATORS, annotator_config
-from relabel import launch
+from relabel import dist, launch
 from relabel.annotate import annotate
 from relabel.checkpoint import load_model, read_meta, save_model
 from relabel.data.readers import list_class_folders
 from relabel.loader import Sample, TrainSet
-from relabel.records import config_hash
-from relabel.store import LabelMapStore, file_sizes, import_official
+from relabel.records import config_hash, write_json_atomic
+from relabel.store import LabelMapStore, dataset_fingerprint, file_sizes, import_official
 from relabel.train import set_aside_stale, train, train_transform_for
 
 
@@ -43,14 +43,15 @@ def dataset_name(cfg) -> str:
     return world_dir(cfg).name if cfg.scale == "mini" else "imagenet-1k"
 
 
-def _samples(root: Path) -> list[Sample]:
-    _, items = list_class_folders(root)
+def _samples(root: Path, classes=None) -> list[Sample]:
+    """Label = index of the folder's wnid/class in `classes` (#14 item 3); None: sorted folder names (labels unused)."""
+    _, items = list_class_folders(root, classes, "training image")
     return [Sample(p.relative_to(root).as_posix(), k) for p, k in items]
 
 
 def train_samples(cfg) -> tuple[Path, list[Sample]]:
     root = world_dir(cfg) / "train"
-    return root, _samples(root)
+    return root, _samples(root, data_roots(cfg).classes)  # the val reader's class list: ImageNet's sorted wnids
 
 
 def _artifacts(cfg) -> Path:
@@ -62,30 +63,88 @@ def annotator_checkpoint(cfg, name: str = "default") -> Path:
     a = annotator_config(cfg, name)
     if a.train is None:
         if not a.checkpoint:
-            var = "RELABEL_ANNOTATOR_CKPT" + ("" if name == "default" else f"_{name.upper()}")
-            raise FileNotFoundError(f"full scale needs the annotator '{name}': set {var} to a .safetensors "
-                                    "checkpoint of ours" + (", or RELABEL_OFFICIAL_MAPS to import the released "
-                                                            "maps" if name == "default" else ""))
+            raise FileNotFoundError(_no_annotator(name))
         return Path(a.checkpoint)
     wd = launch.workdir(f"annotator/{name}", cfg.scale, 0)
     ckpt = wd / "model.safetensors"
-    want = config_hash(a.train.to_dict())
-    with launch.artifact_lock(ckpt):
-        got = read_meta(ckpt).get("extra", {}).get("config_hash") if ckpt.exists() else None
-        if got is not None and got != want:  # (checkpoints from before the hash was stored are taken as they are)
-            # another recipe's annotator: set aside and retrained; its label artifacts carry its recipe hash in
-            # their names (_annotator_tag), so they are made anew too
-            launch.set_aside(ckpt, got)
-            print(f"{ckpt} was trained under another recipe of annotator '{name}': set aside, training afresh",
-                  flush=True)
-        if not ckpt.exists():
-            root = world_dir(cfg) / "extra"
-            ds = TrainSet(root, _samples(root), train_transform_for(a.train), seed=0, cache=cfg.cache_images)
-            set_aside_stale(wd / "train", a.train)
-            res = train(a.train, ds, wd / "train", workers=cfg.workers)
+
+    def build():  # collective: DDP training under torchrun; only rank 0 writes the file
+        root = world_dir(cfg) / "extra"
+        ds = TrainSet(root, _samples(root, data_roots(cfg).classes), train_transform_for(a.train), seed=0,
+                      cache=cfg.cache_images)
+        set_aside_stale(wd / "train", a.train)
+        res = train(a.train, ds, wd / "train", workers=cfg.workers)
+        if dist.is_main():
             save_model(res.model, ckpt, arch=a.train.model, model_kwargs=a.train.model_kwargs,
-                       num_classes=a.train.num_classes, extra={"train_wall_s": res.wall_s, "config_hash": want})
+                       num_classes=a.train.num_classes,
+                       extra={"train_wall_s": res.wall_s, "config_hash": config_hash(a.train.to_dict())})
+
+    # another recipe's annotator is set aside with its training folder and retrained; its label artifacts carry
+    # the recipe hash in their names (_annotator_tag), so they are made anew too
+    launch.artifact(ckpt, annotator_identity(cfg, name), build, collective=True, companions=(wd / "train",))
     return ckpt
+
+
+def _no_annotator(name: str) -> str:
+    var = "RELABEL_ANNOTATOR_CKPT" + ("" if name == "default" else f"_{name.upper()}")
+    return (f"full scale needs the annotator '{name}': set {var} to a .safetensors checkpoint of ours"
+            + (", or RELABEL_OFFICIAL_MAPS to import the released maps" if name == "default" else ""))
+
+
+def official_fingerprint(root: str | os.PathLike) -> str:
+    """The identity of an official label-map release without hashing its 1.28M files: the sorted names of its
+    wnid folders, and for 16 folders evenly spaced among them, their sorted file names and sizes and the bytes of
+    their first and last file. Another release, or one missing or adding folders or files in those 16, gets
+    another fingerprint; an edit to one map in another folder does not (the store is fingerprinted against the
+    dataset, and every imported map is read, so a damaged one still fails the import)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise launch.RecipeUnavailable(f"RELABEL_OFFICIAL_MAPS={root} is not a folder; unpack the release "
+                                       "(imagenet_efficientnet_l2_sz475_top5/<wnid>/<wnid>_<id>.pt) there")
+    st = root.stat()
+    return _official_fingerprint(str(root.resolve()), st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _official_fingerprint(root: str, _mtime: int) -> str:
+    h = hashlib.sha256()
+    folders = sorted(e.name for e in os.scandir(root) if e.is_dir())
+    h.update("\n".join(folders).encode())
+    for name in folders[::max(1, len(folders) // 16)][:16]:
+        files = sorted((e.name, e.stat().st_size) for e in os.scandir(os.path.join(root, name)) if e.is_file())
+        h.update(json.dumps([name, files]).encode())
+        for f, _ in files[:1] + files[-1:]:
+            h.update(Path(root, name, f).read_bytes())
+    return h.hexdigest()
+
+
+def annotator_identity(cfg, name: str = "default") -> dict:
+    """What an annotator's maps are made by, for the stamps and names of its artifacts and the recipes of the rows
+    that read it: the hash of its training recipe (trained here), the sha256 of its checkpoint file (external,
+    cached by path, size and mtime) or the official release's fingerprint. Raises RecipeUnavailable when the user
+    has not said which annotator (full scale without RELABEL_ANNOTATOR_CKPT / RELABEL_OFFICIAL_MAPS)."""
+    if name not in ANNOTATORS:
+        return {"oracle": "the mini world's masks"} if name == "oracle" else {"name": name}
+    a = annotator_config(cfg, name)
+    if a.train is not None:
+        return {"recipe": config_hash(a.train.to_dict())}
+    if name == "default" and a.official_maps:  # the release, when both are set (as the import takes it)
+        return {"official_release": official_fingerprint(a.official_maps)}
+    if not a.checkpoint:
+        raise launch.RecipeUnavailable(_no_annotator(name))
+    if not Path(a.checkpoint).is_file():
+        raise launch.RecipeUnavailable(f"the annotator checkpoint {a.checkpoint} (annotator '{name}') does not "
+                                       "exist; point the variable at a .safetensors file")
+    return {"checkpoint_sha256": launch.file_sha256(a.checkpoint)}
+
+
+def recipe_annotators(cfg, names) -> dict:
+    """The part of a row's recipe naming the annotators whose maps or predictions it reads: {'annotators': {name:
+    identity}} — a checkpoint file, the official release, or (trained here) the annotator's training recipe — so
+    a record made with maps A is stale under maps B, and a re-trained mini annotator re-runs the rows that read
+    it (issue 14: before, a mini annotator's recipe was not part of its readers' recipes)."""
+    ids = {n: annotator_identity(cfg, n) for n in sorted(set(names)) if n in ANNOTATORS}
+    return {"annotators": ids} if ids else {}
 
 
 def annotator(cfg, name: str = "default") -> tuple[torch.nn.Module, float]:
@@ -119,13 +178,15 @@ def _base_k(cfg) -> int:
 
 
 def _annotator_tag(cfg, name: str) -> str:
-    """An annotator's name with the hash of its training recipe (mini), as its artifacts are named: the maps, the
-    extra-data subset and the clean list of an annotator re-trained under another recipe are made anew instead of
-    outliving it. External checkpoints (full) and the oracle keep their plain name."""
+    """An annotator's name with its identity, as its artifacts are named: the hash of its training recipe (mini),
+    `sha-<12>` of its checkpoint file or `official-<12>` of the released maps (full). Maps, extra-data subset and
+    clean list of another annotator are made anew instead of outliving it. The oracle keeps its plain name."""
     if name not in ANNOTATORS:
         return name
-    a = annotator_config(cfg, name)
-    return name if a.train is None else f"{name}@{config_hash(a.train.to_dict())[:8]}"
+    ident = annotator_identity(cfg, name)
+    short = (ident["recipe"][:8] if "recipe" in ident else f"sha-{ident['checkpoint_sha256'][:12]}"
+             if "checkpoint_sha256" in ident else f"official-{ident['official_release'][:12]}")
+    return f"{name}@{short}"
 
 
 def _store_path(cfg, dtype: str, k: int, name: str = "default", tag: str = "") -> Path:
@@ -156,37 +217,51 @@ def annotation_job(cfg, annotator_name: str = "default", tag: str = "") -> dict:
     return json.loads((base / "annotation.json").read_text())
 
 
+def _complete(path: Path) -> bool:
+    return (path / "meta.json").is_file() and json.loads((path / "meta.json").read_text())["complete"]
+
+
 def _store_of(cfg, root: Path, paths: list[str], dtype: str, k: int, annotator_name: str = "default",
               tag: str = "") -> tuple[LabelMapStore, float]:
     kb = _base_k(cfg)
     if k > kb:
         raise ValueError(f"top-{k} maps need a base store with k >= {k}, but this scale's base has k={kb}")
     official = cfg.annotator.official_maps if annotator_name == "default" and not tag else ""
+    if annotator_name == "oracle" and (cfg.scale != "mini" or tag):
+        raise ValueError("oracle label maps exist only for the mini world's train split (its masks)")
     base = _store_path(cfg, "float32", kb, annotator_name, tag)
-    with launch.artifact_lock(base):
-        if not (base / "meta.json").exists() or not json.loads((base / "meta.json").read_text())["complete"]:
-            if official:
-                import_official(official, base, image_paths=paths)
-                (base / "annotation.json").write_text(json.dumps({"seconds": 0.0, "source": "official"}))
-            elif annotator_name == "oracle":  # mini only: the world's own masks as the annotator (pretrain/oracle.py)
-                if cfg.scale != "mini" or tag:
-                    raise ValueError("oracle label maps exist only for the mini world's train split (its masks)")
-                from pretrain import oracle
-                oracle.build_store(root, paths, base, cfg.target.num_classes, oracle_grid(cfg), k=kb)
-            else:
-                model, _ = annotator(cfg, annotator_name)
-                a = annotator_config(cfg, annotator_name)
-                st = annotate(model, root, paths, base, k=kb, input_size=a.input_size, score_dtype="float32",
-                              annotator=a.train.model if a.train else Path(a.checkpoint).stem,
-                              batch_size=64, workers=cfg.workers)
-                (base / "annotation.json").write_text(json.dumps({**st, "annotator": annotator_name}))
+    # the identity of *all* the store's inputs: whose maps, at which dtype and k, of which images
+    ident = {"annotator": annotator_identity(cfg, annotator_name), "dtype": "float32", "k": kb,
+             "dataset": dataset_fingerprint(paths)}
+
+    def build_base():
+        if official:  # rank 0 alone (the others wait at the artifact's barrier)
+            import_official(official, base, image_paths=paths, score_dtype="float32",  # as `base` is named
+                            sizes=file_sizes(root, paths))  # fingerprinted as its derived stores are
+            job = {"seconds": 0.0, "source": "official"}
+        elif annotator_name == "oracle":  # mini only: the world's own masks as the annotator (pretrain/oracle.py)
+            from pretrain import oracle
+            oracle.build_store(root, paths, base, cfg.target.num_classes, oracle_grid(cfg), k=kb)
+            job = None
+        else:  # collective: every rank annotates its shard (relabel.annotate), rank 0 holding the lock
+            model, _ = annotator(cfg, annotator_name)
+            a = annotator_config(cfg, annotator_name)
+            st = annotate(model, root, paths, base, k=kb, input_size=a.input_size, score_dtype="float32",
+                          annotator=a.train.model if a.train else Path(a.checkpoint).stem,
+                          batch_size=64, workers=cfg.workers)
+            job = {**st, "annotator": annotator_name, "identity": ident["annotator"]}
+        if job is not None and dist.is_main():
+            write_json_atomic(base / "annotation.json", job)
+
+    launch.artifact(base, ident, build_base, ready=lambda: _complete(base),
+                    collective=not official and annotator_name != "oracle")
     seconds = json.loads((base / "annotation.json").read_text()).get("seconds", 0.0)
     if (dtype, k) == ("float32", kb):
         return _open(base, root, paths), seconds
     path = _store_path(cfg, dtype, k, annotator_name, tag)
-    with launch.artifact_lock(path):
-        if not (path / "meta.json").exists() or not json.loads((path / "meta.json").read_text())["complete"]:
-            derive_store(_open(base, root, paths), path, dtype, k, root, paths)
+    launch.artifact(path, {**ident, "dtype": dtype, "k": k},
+                    lambda: derive_store(_open(base, root, paths), path, dtype, k, root, paths),
+                    ready=lambda: _complete(path))
     return _open(path, root, paths), seconds
 
 
@@ -234,21 +309,26 @@ def extra_subset(cfg, annotator_name: str = "default") -> tuple[list[Sample], fl
     root = extra_dir(cfg)
     name = f"{_annotator_tag(cfg, annotator_name)}-extra-balanced{cfg.extra_per_class}.json"
     out = _artifacts(cfg) / "stores" / name
-    with launch.artifact_lock(out):
-        if not out.exists():
-            paths = [s.path for s in _samples(root)]
-            store, _ = _store_of(cfg, root, paths, "float32", _base_k(cfg), annotator_name, tag="extra")
-            probs = torch.softmax(_global_scores(store, paths, cfg.target.num_classes), 1)
-            conf, top1 = probs.max(1)
-            by_class: dict = {}
-            for path, c, p in zip(paths, top1.tolist(), conf.tolist()):
-                by_class.setdefault(c, []).append((-p, path))
-            keep = [(path, c) for c in sorted(by_class) for _, path in sorted(by_class[c])[:cfg.extra_per_class]]
-            tmp = out.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"images": keep, "per_class": {str(c): min(len(v), cfg.extra_per_class)
-                                                                      for c, v in sorted(by_class.items())},
-                                       "of": len(paths)}))
-            tmp.replace(out)
+
+    def build():  # collective: the extra split's store may be annotated by every rank; rank 0 writes the subset
+        paths = [s.path for s in _samples(root)]
+        store, _ = _store_of(cfg, root, paths, "float32", _base_k(cfg), annotator_name, tag="extra")
+        if not dist.is_main():
+            return
+        probs = torch.softmax(_global_scores(store, paths, cfg.target.num_classes), 1)
+        conf, top1 = probs.max(1)
+        by_class: dict = {}
+        for path, c, p in zip(paths, top1.tolist(), conf.tolist()):
+            by_class.setdefault(c, []).append((-p, path))
+        keep = [(path, c) for c in sorted(by_class) for _, path in sorted(by_class[c])[:cfg.extra_per_class]]
+        write_json_atomic(out, {"images": keep, "of": len(paths), "per_class": {
+            str(c): min(len(v), cfg.extra_per_class) for c, v in sorted(by_class.items())}})
+
+    # the extra images are identified by their class folders (listing every file of ImageNet-21K here would cost
+    # minutes; the store they are read from fingerprints every path)
+    folders = sorted(e.name for e in os.scandir(root) if e.is_dir())
+    launch.artifact(out, {"annotator": annotator_identity(cfg, annotator_name), "per_class": cfg.extra_per_class,
+                          "extra_folders": config_hash({"folders": folders})}, build, collective=True)
     seconds = annotation_job(cfg, annotator_name, "extra").get("seconds", 0.0)
     return [Sample(p, int(c)) for p, c in json.loads(out.read_text())["images"]], seconds
 
@@ -278,20 +358,26 @@ def clean_list(cfg) -> set[str]:
         names = {Path(l.strip()).name for l in Path(cfg.clean_list).read_text().splitlines() if l.strip()}
         return {s.path for s in train_samples(cfg)[1] if Path(s.path).name in names}
     out = _artifacts(cfg) / "stores" / f"clean_list-{_annotator_tag(cfg, 'default')}.txt"
-    with launch.artifact_lock(out):
-        if not out.exists():
-            root, samples = train_samples(cfg)
-            store, _ = label_store(cfg, "float32", _base_k(cfg))
-            keep = []
-            for i in range(0, len(samples), 512):
-                chunk = samples[i:i + 512]
-                s, idx = store.read_batch(store.rows([x.path for x in chunk]))
-                dense = torch.zeros(len(chunk), cfg.target.num_classes).scatter_add_(
-                    1, idx.flatten(1), s.flatten(1))
-                keep += [x.path for x, top in zip(chunk, dense.argmax(1).tolist()) if top == x.label]
-            tmp = out.with_suffix(".tmp")
-            tmp.write_text("\n".join(keep) + "\n")
-            tmp.replace(out)
+    root, samples = train_samples(cfg)
+
+    def build():  # collective: the store may be annotated by every rank; rank 0 writes the list
+        store, _ = label_store(cfg, "float32", _base_k(cfg))
+        if not dist.is_main():
+            return
+        keep = []
+        for i in range(0, len(samples), 512):
+            chunk = samples[i:i + 512]
+            s, idx = store.read_batch(store.rows([x.path for x in chunk]))
+            dense = torch.zeros(len(chunk), cfg.target.num_classes).scatter_add_(1, idx.flatten(1), s.flatten(1))
+            keep += [x.path for x, top in zip(chunk, dense.argmax(1).tolist()) if top == x.label]
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text("\n".join(keep) + "\n")
+        tmp.replace(out)
+
+    launch.artifact(out, {"annotator": annotator_identity(cfg, "default"), "k": _base_k(cfg),
+                          "dataset": dataset_fingerprint([x.path for x in samples]),
+                          "labels": config_hash({"labels": [int(x.label) for x in samples]})},
+                    build, collective=True)
     return {l for l in out.read_text().splitlines() if l}
 
 
@@ -316,4 +402,6 @@ def val_boxes(cfg) -> tuple[list, list, str]:
 
 def data_roots(cfg):
     from relabel import evaluators as E
-    return E.DataRoots.mini(world_dir(cfg)) if cfg.scale == "mini" else E.DataRoots.full(cfg.data_root)
+    # given_by='make': a missing-data error names IMAGENET_ROOT, the knob of make / results.make (not --data-root)
+    return (E.DataRoots.mini(world_dir(cfg), given_by="make") if cfg.scale == "mini"
+            else E.DataRoots.full(cfg.data_root, given_by="make"))

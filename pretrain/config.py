@@ -16,7 +16,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
-from relabel.configs import StrictConfig
+from relabel.configs import ConfigError, StrictConfig, env_overrides
 from relabel.train import TrainConfig
 
 # timm name and create_model kwargs per scale. Mini models keep the family's block type and stage structure.
@@ -161,6 +161,9 @@ class PretrainConfig(StrictConfig):
     # balanced over 1K classes, ~4,000 per class; mini: 500 of the extra split's 10,000, as many as train holds)
     extra_per_class: int = 500
     extra_root: str = ""  # full: the extra images (ImageNet-21K) in class folders; mini: the world's extra split
+    # `--set` overrides of the targets' TrainConfig (results.make --set / make SET=...), applied after the
+    # architecture's and the row's own recipe, so a smoke run's `input_size=64` holds for every row
+    overrides: dict = field(default_factory=dict)
 
 
 
@@ -169,7 +172,7 @@ def target_config(cfg: PretrainConfig, arch: str, row: str, seed: int) -> TrainC
     name, kwargs = arch_model(arch, cfg.scale)
     if row not in ROWS:
         raise KeyError(f"unknown pretraining row '{row}'; known: {', '.join(ROWS)}")
-    over = {**ARCH_RECIPES.get(arch, {}).get(cfg.scale, {}), **ROWS[row].train}
+    over = {**ARCH_RECIPES.get(arch, {}).get(cfg.scale, {}), **ROWS[row].train, **cfg.overrides}
     return cfg.target.replace(model=name, model_kwargs=kwargs, seed=seed, **over)
 
 
@@ -229,4 +232,28 @@ def get_config(scale: str = "mini", **overrides) -> PretrainConfig:
             extra_per_class=4000, extra_root=env("IMAGENET21K_ROOT", ""))
     else:
         raise ValueError(f"scale must be 'mini' or 'full', got '{scale}'")
-    return cfg.replace(**overrides) if overrides else cfg
+    cfg = cfg.replace(**overrides) if overrides else cfg
+    return apply_set(cfg, env_overrides())
+
+
+def apply_set(cfg: PretrainConfig, overrides: dict) -> PretrainConfig:
+    """`--set key=value` overrides (results.make, `make SET=...`): a PretrainConfig field (`workers`, `eval_input`,
+    ...) or a field of the targets' TrainConfig (`epochs`, `batch_size`, `input_size`, `lr`, ...), which then
+    holds for every row. Evaluation follows an overridden `input_size` unless `eval_input` is set too."""
+    if not overrides:
+        return cfg
+    top_names = {f.name for f in dataclasses.fields(PretrainConfig)} - {"scale", "target", "annotator", "overrides"}
+    train_names = {f.name for f in dataclasses.fields(TrainConfig)} - {"seed"}
+    bad = sorted(set(overrides) - top_names - train_names)
+    if bad:
+        raise ConfigError(f"unknown --set key(s) {bad}: a key is a field of the pretraining recipe "
+                          f"({', '.join(sorted(train_names))}) or of the run ({', '.join(sorted(top_names))})")
+    top = {k: v for k, v in overrides.items() if k in top_names}
+    train = {k: v for k, v in overrides.items() if k in train_names and k not in top_names}
+    if "input_size" in train and "eval_input" not in top:
+        top["eval_input"] = train["input_size"]
+    try:
+        cfg.target.replace(**train)  # a value of the wrong kind fails here, before any run starts
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"--set: {e}") from None
+    return cfg.replace(**top, overrides={**cfg.overrides, **train})

@@ -11,7 +11,6 @@ the GFLOPs spent producing its labels.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import torch
 
@@ -55,18 +54,26 @@ def record_evaluations(ctx, model, train_cfg, cfg, dataset: dict, extra_metrics:
         if name == "val" and extra_metrics:
             metrics.update(extra_metrics)
         ctx.append(make_record(experiment=ctx.experiment, evaluator=name, metrics=metrics,
-                               config={"train": train_cfg.to_dict(), "eval": res.params, "data": dataset},
+                               config={"train": _train_recipe(ctx, train_cfg), "eval": res.params, "data": dataset},
                                scale=ctx.scale, seed=ctx.seed, dataset=res.dataset, wall_time_s=time.time() - t0))
     if "cost" in wanted and cost is not None:
         ctx.append(make_record(experiment=ctx.experiment, evaluator="cost", metrics=cost,
-                               config={"train": train_cfg.to_dict(), "data": dataset}, scale=ctx.scale,
+                               config={"train": _train_recipe(ctx, train_cfg), "data": dataset}, scale=ctx.scale,
                                seed=ctx.seed, dataset={**dataset, "split": "train"}, wall_time_s=cost["wall_s"]))
+
+
+def _train_recipe(ctx, train_cfg) -> dict:
+    """A record's config['train']: the recipe the launcher ran it under (with the identity of the annotators it
+    read, relabel.launch.RunContext.recipe), or the trainer's config when run outside the launcher."""
+    return ctx.recipe if getattr(ctx, "recipe", None) is not None else train_cfg.to_dict()
 
 
 def run_target(ctx, arch: str, row: str) -> None:
     cfg = get_config(ctx.scale)
     spec = ROWS[row]
     tcfg = target_config(cfg, arch, row, ctx.seed)
+    # every evaluation set this run will read is checked before training (not after 300 epochs)
+    A.data_roots(cfg).check(sorted((set(ctx.evaluators) | {"val"}) - {"cost"}))
     store, annotation_s, annotated = None, 0.0, 0
     if spec.extra:  # Table 5: train + the extra split re-labelled by the annotator, class-balanced
         root, samples, store, annotation_s = A.train_with_extra(cfg, spec.store_dtype, spec.store_k, spec.annotator)
@@ -126,10 +133,16 @@ def _register_targets():
         for row, spec in ROWS.items():
             def run(ctx, arch=arch, row=row):
                 run_target(ctx, arch, row)
-            def recipe(scale, seed, arch=arch, row=row):
-                return target_config(get_config(scale), arch, row, seed).to_dict()
+            def recipe(scale, seed, arch=arch, row=row, spec=spec):
+                cfg = get_config(scale)  # + the external annotators (checkpoint sha256, release) it reads
+                return {**target_config(cfg, arch, row, seed).to_dict(), **A.recipe_annotators(cfg, _reads(spec))}
             launch.register(f"pretrain/{arch}/{row}", TARGET_EVALUATORS,
                             doc=f"{arch} trained with the '{row}' labels", needs=_needs(spec), recipe=recipe)(run)
+
+
+def _reads(spec) -> tuple:
+    """The annotators whose maps (a store, the extra subset) or predictions (a KD teacher) a row trains on."""
+    return tuple(n for n in (spec.annotator if spec.uses_store or spec.extra else "", spec.teacher) if n)
 
 
 def _needs(spec) -> tuple:
@@ -154,8 +167,11 @@ def run_annotator(ctx, name: str) -> None:
 
 
 def _annotator_recipe(scale: str, seed: int, name: str) -> dict:
-    train_cfg = annotator_config(get_config(scale), name).train
-    return (train_cfg if train_cfg is not None else TrainConfig()).to_dict()
+    cfg = get_config(scale)
+    train_cfg = annotator_config(cfg, name).train
+    if train_cfg is not None:  # trained here: its recipe is its identity
+        return train_cfg.to_dict()
+    return {**TrainConfig().to_dict(), **A.recipe_annotators(cfg, (name,))}
 
 
 for _name in ANNOTATORS:
@@ -183,8 +199,8 @@ def run_crop_iou(ctx) -> None:
 
 
 def _fig5_recipe(scale, seed=0):
-    a = get_config(scale).annotator
-    return a.train.to_dict() if a.train is not None else None
+    cfg = get_config(scale)  # the annotator behind the maps: its recipe (mini) or its identity (full)
+    return cfg.annotator.train.to_dict() if cfg.annotator.train is not None else A.recipe_annotators(cfg, ("default",))
 
 
 @launch.register("analysis/label_confidence", ("crop_conf",), doc="Fig. 5: pooled-label confidence vs crop IoU",

@@ -6,13 +6,23 @@ also reads PyTorch files (`.pth`/`.pt`/`.pth.tar`), such as the ResNet-50 the Re
 torchvision state dict, often saved from `nn.DataParallel` (keys prefixed `module.`) and wrapped in
 `{'state_dict': ..., 'arch': ...}`. torchvision's ResNet parameter names are timm's, so the mapping is: unwrap,
 strip the prefix, load into `timm.create_model(arch)`. Nothing is ever unpickled (`torch.load(weights_only=True)`).
+
+Nothing downloads weights here, so a model from elsewhere (timm's `tf_efficientnet_l2_ns_475`, the paper's
+annotator; torchvision's ResNet-50, Table 10's init) enters as a local file, converted once into ours::
+
+    python -m relabel.checkpoint convert --arch tf_efficientnet_l2_ns_475 --weights FILE.pth --out annotator.safetensors
+
+FILE may be a `.pth`/`.pt`/`.bin` state dict or a `.safetensors` (e.g. timm's `model.safetensors` from its hub
+page); the model is built with `pretrained=False`, the weights must fit it exactly, and the result names its
+architecture, so no later command needs `--arch`.
 """
 from __future__ import annotations
 
-import hashlib
+import argparse
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +30,8 @@ import timm
 import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file, safe_open
+
+from relabel.records import file_sha256  # noqa: F401  (re-exported: relabel.checkpoint.file_sha256)
 
 TORCH_SUFFIXES = (".pth", ".pt", ".tar", ".bin", ".ckpt")
 # torchvision/timm ResNets by (blocks per stage, bottleneck?): lets an official `.pth` load without --arch.
@@ -30,6 +42,10 @@ _RESNETS = {((2, 2, 2, 2), False): "resnet18", ((3, 4, 6, 3), False): "resnet34"
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded into the requested model."""
+
+
+class ArchitectureUnknown(CheckpointError):
+    """A weights file that does not say which timm architecture it is for."""
 
 
 @dataclass
@@ -95,9 +111,12 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None, num_classe
     else:
         raise CheckpointError(f"{path} is neither a .safetensors nor a PyTorch (.pth/.pt) checkpoint.")
     if not arch:
-        raise CheckpointError(f"{path} does not name its architecture; pass --arch (a timm model name).")
+        raise ArchitectureUnknown(f"{path} does not name its architecture; convert it once with "
+                                  f"`{convert_command(path)}` (the result names it), or pass --arch to a command "
+                                  "that takes one.")
     if not timm.is_model(arch.split(".")[0]):
-        raise CheckpointError(f"'{arch}' is not a timm architecture; pass --arch with a timm model name.")
+        raise CheckpointError(f"'{arch}' is not a timm architecture; give a timm model name (timm.list_models()), "
+                              "e.g. with --arch.")
     model, stored_classes = _build(arch, state, kwargs, path)
     if num_classes is not None and stored_classes != num_classes:
         raise CheckpointError(f"{path} has a {stored_classes}-class classifier but {num_classes} classes were "
@@ -140,7 +159,8 @@ def _infer_resnet(state: dict) -> str | None:
 
 def _build(arch: str, state: dict, kwargs: dict, path: Path) -> tuple[nn.Module, int]:
     """The timm model with the checkpoint's class count, loaded strictly; one-sentence errors on mismatch."""
-    probe = timm.create_model(arch, pretrained=False, **kwargs)
+    with torch.device("meta"):  # only its head's name and default class count: no memory, no init (L2: 480M)
+        probe = timm.create_model(arch, pretrained=False, **kwargs)
     head = probe.default_cfg.get("classifier", "fc")
     head = head[0] if isinstance(head, (list, tuple)) else head
     w = state.get(f"{head}.weight")
@@ -158,10 +178,92 @@ def _build(arch: str, state: dict, kwargs: dict, path: Path) -> tuple[nn.Module,
     return model, num_classes
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """A file's content hash: ties records, resumable state and label maps to the exact weights they came from."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def timm_pretrained(name: str, local_option: str) -> nn.Module:
+    """timm's pretrained `name` (e.g. 'resnet50.tv_in1k') from the Hugging Face cache, or from the hub after one
+    quick look that it answers; where neither has it, one sentence naming `local_option` (how to give a local
+    weights file instead) — not the minute huggingface_hub spends retrying before it fails offline."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if not timm.is_model(name.split(".")[0]):
+        raise CheckpointError(f"'{name}' is not a timm model name; give one of timm.list_models(pretrained=True).")
+    try:  # the pretrained config of this tag (the default tag without one), as timm resolves it
+        hub_id = timm.create_model(name, pretrained=False).pretrained_cfg.get("hf_hub_id")
+    except RuntimeError as e:  # an unknown tag
+        raise CheckpointError(f"timm cannot make '{name}' ({e}).") from None
+    if not hub_id:
+        raise CheckpointError(f"timm has no hub weights for '{name}'; {local_option}.")
+    for filename in ("model.safetensors", "pytorch_model.bin"):  # what timm's hub loader fetches, in its order
+        cached = try_to_load_from_cache(hub_id, filename)
+        if isinstance(cached, str):
+            return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": cached})
+    try:
+        get_hf_file_metadata(hf_hub_url(hub_id, "model.safetensors"), timeout=10)  # one try, no retries
+    except HfHubHTTPError:
+        pass  # the hub answered (e.g. no safetensors file): timm's own loader takes it from here
+    except Exception as e:  # no network, HF_HUB_OFFLINE, a proxy refusing
+        raise CheckpointError(f"timm's pretrained '{name}' is not in the local Hugging Face cache and the hub "
+                              f"cannot be reached ({type(e).__name__}); {local_option}.") from None
+    return timm.create_model(name, pretrained=True)
+
+
+def convert_command(weights: str | os.PathLike = "FILE.pth", arch: str = "<timm model name>") -> str:
+    """The command that turns a weights file into a checkpoint of ours (named in errors about such files)."""
+    stem = Path(weights).name.split(".")[0]
+    out = f"{stem}-converted.safetensors" if str(weights).endswith(".safetensors") else f"{stem}.safetensors"
+    return f"python -m relabel.checkpoint convert --arch {arch} --weights {weights} --out {out}"
+
+
+def convert(weights: str | os.PathLike, out: str | os.PathLike, arch: str | None = None,
+            **model_kwargs) -> Checkpoint:
+    """A local timm/torchvision weights file as our `.safetensors` (architecture, kwargs and class count in its
+    metadata, the source file's name and sha256 in `extra`); returns the written checkpoint, loaded back."""
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise CheckpointError(f"--out {out} must end in .safetensors (the format that keeps the architecture).")
+    if Path(weights).resolve() == out.resolve():
+        raise CheckpointError(f"--out {out} is the weights file itself; write the converted checkpoint elsewhere.")
+    if not out.parent.is_dir():
+        raise CheckpointError(f"folder {out.parent} of --out does not exist; create it first.")
+    try:
+        ck = load_checkpoint(weights, arch, **model_kwargs)
+    except ArchitectureUnknown:
+        raise ArchitectureUnknown(f"{weights} does not name its architecture; pass --arch with its timm model name "
+                                  "(e.g. tf_efficientnet_l2_ns_475, resnet50).") from None
+    extra = {**ck.extra, "converted_from": Path(weights).name, "source_sha256": ck.sha256}
+    save_model(ck.model, out, arch=ck.arch, model_kwargs=ck.model_kwargs, num_classes=ck.num_classes, extra=extra)
+    return Checkpoint(ck.model, ck.arch, ck.num_classes, ck.model_kwargs, "safetensors", extra, file_sha256(out))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m relabel.checkpoint",
+        description="Checkpoint tools. `convert` turns a local timm/torchvision weights file into a checkpoint of "
+                    "ours (.safetensors naming its timm architecture), usable as an annotator "
+                    "(RELABEL_ANNOTATOR_CKPT, python -m relabel.annotate --ckpt) or an init (RELABEL_COCO_INIT) "
+                    "without --arch. Nothing is downloaded.")
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("convert", help="a weights file -> our .safetensors with the architecture in its metadata",
+                       description="Builds the timm model with pretrained=False, loads the weights (safetensors, or "
+                                   "torch.load with weights_only=True: nothing is unpickled), checks they fit exactly "
+                                   "and writes --out atomically. Example: --arch tf_efficientnet_l2_ns_475 --weights "
+                                   "tf_efficientnet_l2_ns_475-bebbd00a.pth --out annotator.safetensors")
+    c.add_argument("--weights", required=True, help="the local file: .pth/.pt/.bin/.pth.tar state dict or .safetensors")
+    c.add_argument("--arch", default=None,
+                   help="timm model name (e.g. tf_efficientnet_l2_ns_475, resnet50); optional when the file names "
+                        "it (ours, or a training checkpoint with an 'arch' entry) or is a torchvision ResNet")
+    c.add_argument("--out", required=True, help="where to write the checkpoint (.safetensors)")
+    args = p.parse_args(argv)
+    try:
+        ck = convert(args.weights, args.out, args.arch)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    params = sum(v.numel() for v in ck.model.state_dict().values())
+    print(f"wrote {args.out}: timm '{ck.arch}', {ck.num_classes} classes, {params / 1e6:.1f}M parameters "
+          f"(from {Path(args.weights).name}, sha256 {ck.extra['source_sha256'][:12]})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -17,3 +17,44 @@ class StrictConfig:
         if bad:
             raise ValueError(f"unknown {type(self).__name__} option(s) {bad}; valid: {sorted(names)}")
         return dataclasses.replace(self, **overrides)
+
+
+class ConfigError(ValueError):
+    """A recipe that cannot run as asked (an unknown override, a dataset smaller than one batch): one sentence
+    that says what to change; the CLIs print it without a traceback."""
+
+
+def parse_overrides(items) -> dict:
+    """`KEY=VALUE` strings (the `--set` options of every CLI) → {key: value}, each value read as a Python literal
+    (`epochs=1` → 1, `crop_scale=(0.5,1)` → a tuple) or, when it is none, kept as the bare string (`label=relabel`)."""
+    import ast
+    out = {}
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set takes key=value, got '{item}'")
+        try:
+            out[key.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key.strip()] = value
+    return out
+
+
+SET_ENV = "RELABEL_SET"  # JSON {key: value}: the `--set` overrides of `results.make`, read by the section configs
+
+
+def env_overrides() -> dict:
+    """The overrides `results.make --set` passes to every run (its worker processes and torchrun ranks inherit the
+    environment): {} when none were given."""
+    import json
+    import os
+    text = os.environ.get(SET_ENV, "")
+    if not text:
+        return {}
+    try:
+        out = json.loads(text)
+    except json.JSONDecodeError:
+        raise ConfigError(f"{SET_ENV} must hold a JSON object of overrides, got {text!r}") from None
+    if not isinstance(out, dict):
+        raise ConfigError(f"{SET_ENV} must hold a JSON object of overrides, got {text!r}")
+    return out

@@ -5,6 +5,12 @@ Section folders (`pretrain/`, `eval_real/`, ...) register experiments in their `
 a config at a scale; its run function receives a `RunContext` (scale, seed, which evaluators' records are missing,
 where to write records and files) and appends one record per evaluator with `relabel.records.append`. Runs must be
 resumable: a run killed half-way and started again continues from its own checkpoints in `ctx.workdir`.
+
+Shared artifacts (the mini world, an annotator, label-map stores, imports, the clean list, the extra subset, COCO
+maps, checkpoints) are all made by one primitive, `artifact()`: build under a lock, stamped with the identity of
+*all* its inputs, a stale one set aside (`set_aside`), written atomically, and rank-aware under `torchrun` (the
+process group exists before any lock; rank 0 takes the locks; rank 0 alone builds while the others wait at a
+barrier, except collective builders — DDP training, sharded annotation — which every rank enters).
 """
 from __future__ import annotations
 
@@ -16,9 +22,10 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from relabel import records as R
+from relabel.records import file_sha256  # noqa: F401  (re-exported: launch.file_sha256)
 
 # Modules that register experiments. Imported lazily by `discover()`; a section that does not exist yet is skipped.
 SECTION_MODULES = ("pretrain.experiments", "eval_real.experiments", "robustness.experiments",
@@ -33,11 +40,13 @@ class RunContext:
     evaluators: frozenset  # evaluators whose records are missing; the run may write others too
     records: Path  # the JSONL file to append to
     workdir: Path  # runs/<scale>/<experiment>/seed<seed>: checkpoints, label stores, logs
+    recipe: dict | None = None  # the experiment's recipe at (scale, seed): what its records store as config.train
 
     @property
     def main_rank(self) -> bool:
         """False on the non-zero ranks of a `torchrun` launch: only rank 0 writes records and checkpoints."""
-        return int(os.environ.get("RANK", "0")) == 0
+        from relabel.dist import is_main
+        return is_main()
 
     def append(self, record: dict) -> None:
         if self.main_rank:
@@ -56,13 +65,22 @@ class Experiment:
     recipe: Callable[[str, int], dict] | None = None
 
     def is_current(self, rec: dict) -> bool:
+        """Whether `rec` was written under the current recipe. A recipe that cannot be computed here for a reason
+        the user controls (RecipeUnavailable: full scale without its environment variables) cannot judge the
+        record, so it is kept; any other exception is a bug in the recipe and propagates."""
         if self.recipe is None:
             return True
         try:
             want = self.recipe(rec["scale"], rec["seed"])
-        except Exception:  # a scale this experiment cannot configure here (e.g. full without its env): keep
+        except RecipeUnavailable:
             return True
         return rec.get("config", {}).get("train") == _as_stored(want)
+
+
+class RecipeUnavailable(FileNotFoundError):
+    """A recipe needs something only the user can provide (e.g. RELABEL_ANNOTATOR_CKPT or RELABEL_OFFICIAL_MAPS
+    at full scale, to name the annotator whose maps a row reads). The one exception `is_current` and `recipe_hash`
+    tolerate; its message is the sentence a run would end with."""
 
 
 _REGISTRY: dict[str, Experiment] = {}
@@ -142,44 +160,67 @@ def order_for_parallel(jobs: list[Job], registry: dict) -> list[Job]:
 
 
 def run_job(job: Job, scale: str, records_path: Path, registry: dict) -> None:
+    """Runs one job in its workdir. Under torchrun every rank calls this; the process group is made first, rank 0
+    takes the job lock (a second driver asking for the same run waits, then resumes it), sets aside the files of
+    an earlier recipe and stamps the workdir with the current one *before* the run, so a killed run resumes only
+    into work of its own recipe. The workdir is the job's artifact, stamped inside (`recipe.json`) because its lock
+    lives there too; the policy is `artifact()`'s."""
+    from relabel import dist
     exp = registry[job.experiment]
     unknown = job.evaluators - exp.evaluators
     if unknown:
         raise ValueError(f"experiment '{job.experiment}' cannot produce evaluator(s) {sorted(unknown)}; "
                          f"it produces {sorted(exp.evaluators)}")
+    dist.init_distributed()  # before any lock: no rank waits on a lock while another waits for it in the group
     wd = workdir(job.experiment, scale, job.seed)
     wd.mkdir(parents=True, exist_ok=True)
-    with artifact_lock(wd / "job"):  # two drivers asking for the same run: the second waits, then resumes it
-        want = recipe_hash(exp, scale, job.seed)
-        stamped = stamped_recipe(wd)
-        if want is not None and stamped is not None and stamped != want:
-            for p in wd.iterdir():  # the files of the earlier recipe, kept beside as `<name>.stale-<hash>`
-                if not p.name.endswith(".lock") and ".stale-" not in p.name:
-                    set_aside(p, stamped)
-            print(f"{wd} held files of an earlier recipe ({stamped}): set aside, running afresh", flush=True)
-        exp.run(RunContext(job.experiment, scale, job.seed, job.evaluators, records_path, wd))
-        if want is not None:
-            _stamp(wd, exp, scale, job.seed, want)
+    recipe = _recipe(exp, scale, job.seed)
+    with artifact_lock(wd / "job"):
+        if _main():
+            if recipe is not None:
+                want, stamped = R.config_hash(recipe), stamped_recipe(wd)
+                if stamped != want:
+                    old = [p for p in wd.iterdir() if not p.name.endswith(".lock") and ".stale-" not in p.name]
+                    for p in old:  # the files of the earlier recipe, kept beside as `<name>.stale-<hash>`
+                        set_aside(p, stamped or UNSTAMPED)
+                    if old:
+                        what = f"an earlier recipe ({stamped})" if stamped else "no recipe stamp"
+                        print(f"{wd} held files of {what}: set aside, running afresh", flush=True)
+                    write_stamp(wd / RECIPE_STAMP, recipe)
+        _barrier()
+        exp.run(RunContext(job.experiment, scale, job.seed, job.evaluators, records_path, wd, recipe))
+        _barrier()
 
 
 # A run's workdir says which recipe its files (checkpoints, model.safetensors) were made under, so a later recipe
 # never silently reuses them: run_job sets a stale workdir's files aside (`set_aside`), ensure_checkpoint retrains.
 RECIPE_STAMP = "recipe.json"
+# The one policy for an artifact without a stamp (made before stamps, or by hand): never trusted — set aside as
+# `<name>.stale-unstamped` and made again. (Before, three policies coexisted: taken as is, judged by the trainer's
+# last.pt, set aside.)
+UNSTAMPED = "unstamped"
 
 
 def _as_stored(recipe: dict) -> dict:
     return json.loads(json.dumps(recipe))  # tuples → lists, as a record stores it
 
 
-def recipe_hash(exp: "Experiment", scale: str, seed: int) -> str | None:
-    """The config hash of the experiment's current recipe at (scale, seed); None if it registers none or cannot
-    configure this scale here."""
+def _recipe(exp: "Experiment", scale: str, seed: int) -> dict | None:
+    """The experiment's recipe as a record stores it; None if it registers none or the user has not provided
+    what it needs here (RecipeUnavailable: the run itself then ends with that sentence). Anything else raises."""
     if exp.recipe is None:
         return None
     try:
-        return R.config_hash(_as_stored(exp.recipe(scale, seed)))
-    except Exception:  # e.g. full scale without its environment variables
+        return _as_stored(exp.recipe(scale, seed))
+    except RecipeUnavailable:
         return None
+
+
+def recipe_hash(exp: "Experiment", scale: str, seed: int) -> str | None:
+    """The config hash of the experiment's current recipe at (scale, seed); None if it registers none or cannot
+    be computed here (RecipeUnavailable). A recipe that fails for any other reason raises."""
+    recipe = _recipe(exp, scale, seed)
+    return None if recipe is None else R.config_hash(recipe)
 
 
 def experiment_recipe_hash(experiment_id: str, scale: str, seed: int) -> str | None:
@@ -191,12 +232,7 @@ def experiment_recipe_hash(experiment_id: str, scale: str, seed: int) -> str | N
 
 def stamped_recipe(wd: Path) -> str | None:
     """The recipe hash a workdir's files were made under (None: no stamp, made before stamps existed)."""
-    p = Path(wd) / RECIPE_STAMP
-    return json.loads(p.read_text())["hash"] if p.is_file() else None
-
-
-def _stamp(wd: Path, exp: "Experiment", scale: str, seed: int, want: str) -> None:
-    R.write_json_atomic(Path(wd) / RECIPE_STAMP, {"hash": want, "recipe": _as_stored(exp.recipe(scale, seed))})
+    return read_stamp(Path(wd) / RECIPE_STAMP)
 
 
 def set_aside(path: str | os.PathLike, tag: str) -> Path:
@@ -218,44 +254,136 @@ def checkpoint_path(experiment_id: str, scale: str, seed: int) -> Path:
 
 
 def ensure_checkpoint(experiment_id: str, scale: str, seed: int) -> Path:
-    """The trained model of another experiment (e.g. a pretrained backbone for transfer), trained if missing."""
+    """The trained model of another experiment (e.g. a pretrained backbone for transfer), trained if missing or
+    made under another recipe (its workdir's stamp says which; an unstamped one is made again). Every rank calls
+    it under torchrun: rank 0 decides, all ranks train."""
     path = checkpoint_path(experiment_id, scale, seed)
     registry = discover()
     exp = registry.get(experiment_id)
-    if path.exists() and (exp is None or _checkpoint_current(exp, scale, seed, path)):
-        return path
     if exp is None:
+        if path.exists():
+            return path
         raise KeyError(f"experiment '{experiment_id}' is not registered, so its checkpoint cannot be made")
-    run_job(Job(experiment_id, seed, frozenset(), True), scale, R.default_records_path(scale), registry)
+    want = recipe_hash(exp, scale, seed)
+    # (a recipe that cannot be computed here cannot judge the file: an existing one is taken)
+    current = _agree(path.exists() and (want is None or stamped_recipe(path.parent) == want))
+    if not current:
+        run_job(Job(experiment_id, seed, frozenset(), True), scale, R.default_records_path(scale), registry)
     if not path.exists():
         raise RuntimeError(f"experiment '{experiment_id}' ran but left no checkpoint at {path}")
     return path
 
 
-def _checkpoint_current(exp: Experiment, scale: str, seed: int, path: Path) -> bool:
-    """Whether a checkpoint was made under the experiment's current recipe: its workdir's stamp says so, or (made
-    before stamps) the trainer's own last checkpoint beside it holds the current recipe; with neither, taken as
-    it is. A current unstamped checkpoint gets its stamp."""
-    want = recipe_hash(exp, scale, seed)
-    if want is None:
-        return True
-    stamped = stamped_recipe(path.parent)
-    if stamped is not None:
-        return stamped == want
-    last = path.parent / "train" / "last.pt"
-    if not last.is_file():
-        return True
-    import torch
-    saved = torch.load(last, map_location="cpu", weights_only=True).get("config")
-    if R.config_hash(_as_stored(saved)) != want:
-        return False
-    _stamp(path.parent, exp, scale, seed, want)
-    return True
+# --- the artifact primitive ------------------------------------------------------------------------------------
+
+STAMP_SUFFIX = ".identity.json"
+_SOLO = [0]  # > 0 while this process (rank 0) builds an artifact alone: nested artifacts need no collectives
+
+
+def _main() -> bool:
+    from relabel import dist
+    return _SOLO[0] > 0 or dist.is_main()
+
+
+def _barrier() -> None:
+    if not _SOLO[0]:
+        from relabel import dist
+        dist.barrier()
+
+
+def _agree(value):
+    if _SOLO[0]:
+        return value
+    from relabel import dist
+    return dist.agree(value)
+
+
+def stamp_path(path: str | os.PathLike) -> Path:
+    """Where an artifact's identity stamp lives: `<path>.identity.json`, beside it (moved aside with it)."""
+    return Path(str(path) + STAMP_SUFFIX)
+
+
+def read_stamp(stamp: Path) -> str | None:
+    """The identity hash in a stamp file (None: no stamp)."""
+    return json.loads(stamp.read_text())["hash"] if stamp.is_file() else None
+
+
+def write_stamp(stamp: Path, identity: dict) -> str:
+    ident = _as_stored(identity)
+    h = R.config_hash(ident)
+    R.write_json_atomic(stamp, {"hash": h, "identity": ident, "recipe": ident})  # ('recipe': older readers)
+    return h
+
+
+def artifact(path: str | os.PathLike, identity: dict | None, build: Callable[[], None], *,
+             ready: Callable[[], bool] | None = None, collective: bool = False, companions: Iterable = (),
+             lock: str | os.PathLike | None = None, log: Callable[[str], None] | None = None) -> Path:
+    """Makes the shared artifact `path` once per identity and returns it; every artifact goes through here.
+
+    identity: everything the artifact is made from, JSON-able (the annotator's checkpoint sha256 or release
+      fingerprint, dtype, k, the dataset's fingerprint; a training recipe's hash). Stamped beside the artifact as
+      `<path>.identity.json` *before* the build, so a killed resumable build (annotation, import, training) resumes
+      only into work of the same identity. None: the path's own name is its identity (the mini world is named by
+      its generator version, seed and knobs) and nothing is stamped.
+    build(): writes `path` atomically (or resumably). `ready()` says whether it is complete (default: it exists).
+    Staleness, one policy: a stamp of another identity → the artifact, its `companions` (e.g. the training folder
+      it came from) and the stamp are set aside as `.stale-<old hash>`; an artifact *without* a stamp is set aside
+      as `.stale-unstamped` — nothing unstamped is trusted. Then it is built afresh.
+    torchrun: rank 0 takes the lock and decides; every rank gets its decision (one broadcast). collective=False:
+      rank 0 builds alone while the others wait at a barrier (nested artifacts inside need no collectives);
+      collective=True (DDP training, sharded annotation): every rank calls build(), rank 0 holding the lock, and
+      only rank 0 should write the files that are not shards.
+    """
+    path = Path(path)
+    ready = ready or path.exists
+    say = log or (lambda m: print(m, flush=True))
+    if collective and _SOLO[0]:
+        raise RuntimeError(f"{path}: a collective build (all ranks) cannot run inside a build of rank 0 alone; make "
+                           "the outer artifact collective")
+    from relabel import dist
+    dist.init_distributed()  # the process group before any lock (a no-op outside torchrun)
+    with artifact_lock(lock if lock is not None else path):
+        todo = False
+        if _main():
+            if identity is not None:
+                _set_aside_if_stale(path, identity, companions, say)
+            todo = not ready()
+            if todo and identity is not None:
+                write_stamp(stamp_path(path), identity)
+        if _agree(todo):
+            if collective:
+                build()
+            elif _main():
+                _SOLO[0] += 1
+                try:
+                    build()
+                finally:
+                    _SOLO[0] -= 1
+        _barrier()
+    return path
+
+
+def _set_aside_if_stale(path: Path, identity: dict, companions: Iterable, say: Callable[[str], None]) -> None:
+    stamp = stamp_path(path)
+    got, want = read_stamp(stamp), R.config_hash(_as_stored(identity))
+    if got == want or (got is None and not path.exists()):
+        return
+    tag = got or UNSTAMPED
+    for p in (path, *companions, stamp):
+        if Path(p).exists():
+            set_aside(p, tag)
+    say(f"{path} was made {'from other inputs (' + got + ')' if got else 'without an identity stamp'}: "
+        f"set aside as .stale-{tag}, making it afresh")
 
 
 @contextlib.contextmanager
 def artifact_lock(path: str | os.PathLike):
-    """Exclusive lock for building a shared artifact (annotator, label store) that several jobs may need."""
+    """Exclusive lock (`<path>.lock`) for making a shared artifact that several jobs may need. Under torchrun only
+    rank 0 takes it (the other ranks wait for rank 0 at the next collective, never on the file), so a rank never
+    sits on a lock its peers need to finish a collective."""
+    if not _main():
+        yield
+        return
     lock = Path(str(path) + ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "w") as f:

@@ -18,6 +18,7 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler, default_collate
 from torchvision import transforms as T
 
+from relabel.configs import ConfigError
 from relabel.transforms import (BatchedColorJitterNormalize, ComposeWithBox, RandomHorizontalFlipWithBox,
                                RandomResizedCropWithBox)
 
@@ -133,9 +134,11 @@ class ResumableSampler(Sampler):
 
     def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
         if batch_size % world:
-            raise ValueError(f"global batch size {batch_size} is not divisible by the {world} ranks")
+            raise ConfigError(f"the global batch size {batch_size} is not divisible by the {world} ranks; pick a "
+                              f"multiple of {world} (e.g. --set batch_size={max(world, batch_size // world * world)})")
         if n < batch_size:
-            raise ValueError(f"the training set has {n} images, fewer than one batch of {batch_size}")
+            raise ConfigError(f"the training set has {n} images, fewer than one batch of {batch_size}; lower the "
+                              f"batch size (e.g. --set batch_size={max(world, n // 2 // world * world)})")
         self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
         self.epoch, self.start_batch = 0, 0
 

@@ -187,3 +187,33 @@ def read(path: str | os.PathLike) -> list[dict]:
 
 def read_many(paths: Iterable[str | os.PathLike]) -> list[dict]:
     return [r for p in paths for r in read(p)]
+
+
+_SHA_CACHE: dict = {}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """A file's sha256, cached by (resolved path, size, mtime) in memory and in `<runs>/sha256-cache.json`: an
+    annotator checkpoint (EfficientNet-L2) is GBs, and every recipe computation of a row that reads it asks."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
+    if key in _SHA_CACHE:
+        return _SHA_CACHE[key]
+    cache_file = Path(os.environ.get("RELABEL_RUNS", REPO_ROOT / "runs")) / "sha256-cache.json"
+    try:
+        disk = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        disk = {}
+    if key not in disk:
+        with open(p, "rb") as f:
+            disk[key] = hashlib.file_digest(f, "sha256").hexdigest()
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(disk))
+            os.replace(tmp, cache_file)
+        except OSError:  # a read-only runs folder: the hash is still right, only not remembered
+            pass
+    _SHA_CACHE[key] = disk[key]
+    return disk[key]

@@ -15,7 +15,6 @@ Every pretraining row of the paper is this loop with other parameters (STYLE.md:
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import os
@@ -37,6 +36,7 @@ from torch.utils.data import DataLoader
 from relabel.progress import bar as progress_bar
 
 from relabel.configs import StrictConfig
+from relabel.dist import DistInfo, init_distributed  # noqa: F401  (moved to relabel.dist; re-exported)
 from relabel.launch import set_aside
 from relabel.records import config_hash
 from relabel.loader import ResumableSampler, TrainSet, _mix, collate_train, train_transform
@@ -257,30 +257,6 @@ class LabelPoolingCollate:
         return x, boxes, flips, labels, rows, target
 
 
-@dataclass
-class DistInfo:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed() -> DistInfo:
-    """DDP set-up from torchrun's environment; a plain process is rank 0 of 1."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return DistInfo()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    info = DistInfo(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
-    if torch.cuda.is_available():
-        torch.cuda.set_device(info.local_rank)
-    return info
-
-
 def set_aside_stale(train_dir: Path, tcfg) -> Path | None:
     """Moves a run's checkpoints written under an earlier recipe (its records are stale, so `make` runs the cell
     again) to `<dir>.stale-<old config hash>`, so the current recipe trains afresh instead of the trainer refusing
@@ -357,13 +333,12 @@ class TrainResult:
 def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, store=None,
           teacher: nn.Module | None = None, teacher_input_size: int | None = None, workers: int = 0,
           device: torch.device | None = None, progress: bool = True, init: dict | None = None,
-          die_after_step: int | None = None) -> TrainResult:
+          ) -> TrainResult:
     """Trains (or resumes, or returns the finished model of) one run whose checkpoints live in `workdir`.
 
     `store` is an opened LabelMapStore whose rows are `train_set.rows` (label='relabel'); `teacher` a model in
     eval mode (label='kd'), fed the crop resized to `teacher_input_size`. `init` is a state dict to start from
-    (fine-tuning a pretrained backbone): its classifier is dropped when the class count differs. `die_after_step` kills the process
-    right after that step's checkpoint (for kill-and-resume tests; also via RELABEL_DIE_AFTER_STEP).
+    (fine-tuning a pretrained backbone): its classifier is dropped when the class count differs.
     """
     if cfg.label == "relabel" and store is None:
         raise ValueError("label='relabel' needs a label-map store (store=...)")
@@ -376,7 +351,6 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     ckpt_path = workdir / "last.pt"
-    die_after_step = die_after_step or int(os.environ.get("RELABEL_DIE_AFTER_STEP", "0")) or None
 
     torch.manual_seed(cfg.seed)
     model = create_model(cfg).to(device)
@@ -423,7 +397,11 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
         loader = DataLoader(train_set, batch_size=local_bs, sampler=sampler, num_workers=workers,
                             pin_memory=device.type == "cuda", drop_last=True, persistent_workers=False,
                             collate_fn=collate)
-        for x, _boxes, _flips, labels, _rows, *pooled in loader:
+        rng = torch.get_rng_state()
+        batches = iter(loader)  # draws the loader's base seed from the global RNG
+        if start:  # resumed mid-epoch: an uninterrupted run drew it at the epoch's start, before the checkpoint
+            torch.set_rng_state(rng)  # saved this state, so the dropout masks that follow stay the same
+        for x, _boxes, _flips, labels, _rows, *pooled in batches:
             scheduler.step_update(step)
             x, labels = x.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             if amp:
@@ -470,8 +448,6 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
                                       "rng": _rng_state()})
                 if info.world > 1:
                     dist.barrier()
-                if die_after_step and step == die_after_step:
-                    os.kill(os.getpid(), 9)
             if step >= total:
                 break
     bar.close()

@@ -23,10 +23,13 @@ DEFAULT_SEEDS = (0,)
 
 
 def _run_errors() -> tuple:
-    """Errors a run raises for a cause the user can fix (missing data, wrong checkpoint, diverged loss)."""
+    """Errors a run raises for a cause the user can fix (missing data, wrong checkpoint, a recipe that cannot run
+    as asked, diverged loss)."""
     from relabel.checkpoint import CheckpointError
+    from relabel.configs import ConfigError
+    from relabel.data.readers import UnknownClassFolder
     from relabel.store import LabelStoreError
-    return (FileNotFoundError, CheckpointError, LabelStoreError, FloatingPointError)
+    return (FileNotFoundError, CheckpointError, ConfigError, LabelStoreError, UnknownClassFolder, FloatingPointError)
 
 
 RUN_ERRORS = _run_errors()
@@ -43,6 +46,27 @@ def parse_seeds(text: str | None):
         return tuple(int(s) for s in text.replace(" ", "").split(",") if s != "")
     except ValueError:
         raise UsageError(f"--seeds must be comma-separated integers like 0,1,2, got '{text}'") from None
+
+
+def set_overrides(items, scale: str) -> dict:
+    """Parses `--set key=value` options, checks them against the pretraining recipe of `scale` and hands them to
+    every run (worker processes and torchrun ranks inherit the environment variable relabel.configs.SET_ENV)."""
+    import json
+    from relabel.configs import SET_ENV, ConfigError, parse_overrides
+    try:
+        over = parse_overrides(items)
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
+    if not over:
+        return over
+    from pretrain.config import apply_set, get_config
+    os.environ.pop(SET_ENV, None)
+    try:
+        apply_set(get_config(scale), over)
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
+    os.environ[SET_ENV] = json.dumps(over)
+    return over
 
 
 def load_records(paths):
@@ -161,11 +185,14 @@ def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_
                 log("  all cells have records; nothing to run")
     if dry_run:
         return status
+    dist_barrier()  # under torchrun every rank has planned from the same records before rank 0 writes new ones
     # One pool for all the targets' runs (a run two tables need runs once, with both tables' evaluators), so
     # the workers stay busy across table boundaries.
     todo = merge_jobs([j for p in plans.values() for j in p if j.registered])
     if run and todo:
         run_jobs(todo, scale, main_records, registry, jobs, log, "+".join(plans))
+    if not launch_rank0():
+        return status  # under torchrun, rank 0 renders and reports
     records = current()
     for spec in specs:
         computed = render.compute(spec, records, scale, seeds)
@@ -185,9 +212,62 @@ def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_
     return status
 
 
+def launch_rank0() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def dist_barrier() -> None:
+    """A barrier across torchrun's ranks (none in a plain process)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch.distributed as dist
+        from relabel.train import init_distributed
+        init_distributed()
+        dist.barrier()
+
+
+def check_launch(scale: str, jobs: int) -> None:
+    """Full scale: runs go one after another, each over every GPU under torchrun — never several jobs sharing
+    GPU 0. A plain process on a machine with several GPUs gets a note on how to use them."""
+    if scale != "full":
+        return
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if jobs > 1:
+        raise UsageError(f"at full scale runs execute one after another, each across the GPUs under torchrun; "
+                         f"--jobs {jobs} would put {jobs} runs on GPU 0 (drop --jobs, or `make ... SCALE=full`, "
+                         f"which launches torchrun over every visible GPU)")
+    import torch
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if world == 1 and n > 1:
+        print(f"note: {n} GPUs are visible but this is one process, so every run uses GPU 0; launch with "
+              f"`torchrun --standalone --nproc_per_node={n} -m results.make ...` (what `make ... SCALE=full` does)",
+              file=sys.stderr)
+
+
+ENV_HELP = """environment variables:
+  RELABEL_RUNS              where runs, checkpoints and records live (default: <repo>/runs)
+  RELABEL_DATA              mini: where the mini world is generated (default: <repo>/data)
+full scale (see README § Full scale for the data tree):
+  IMAGENET_ROOT             ImageNet with train/<wnid>/*.JPEG and val/<wnid>/*.JPEG, and beside them the
+                            evaluation sets tables 3/7 read: imagenetv2/, shankar/, imagenet-a/, imagenet-c/,
+                            bg_challenge/
+  RELABEL_OFFICIAL_MAPS     the official label-map release (imagenet_efficientnet_l2_sz475_top5/), imported
+  RELABEL_ANNOTATOR_CKPT    or: an annotator checkpoint of ours (python -m relabel.checkpoint convert ...)
+  RELABEL_ANNOTATOR_CKPT_<NAME>  Fig. 4/6's other annotators (W025, W05, E2, E6)
+  RELABEL_CLEAN_LIST        Beyer et al.'s fnames_clean.txt (Table 3's label-cleaning row)
+  IMAGENET21K_ROOT          Table 5's extra images, in class folders
+  IMAGENET_VAL_BOXES        ImageNet val bounding-box XML folder (Fig. 2)
+  COCO_ROOT                 COCO 2017 (Tables 9, 10); <TASK>_ROOT: Table 8's fine-grained sets
+  RELABEL_COCO_INIT_RESNET50, RELABEL_COCO_INIT_RESNET101   Table 10's ImageNet init, a local weights file
+  RELABEL_COCO_ANNOTATOR_CKPT, RELABEL_COCO_ANNOTATOR_ARCH  Table 10's machine annotator
+example (a smoke run on a fake tree in the real layouts):
+  eval "$(python -m relabel.data.fakefull --out /tmp/fakefull)"
+  python -m results.make table2 --scale full --set epochs=1 --set batch_size=8 --set input_size=32 --set workers=0
+"""
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m results.make",
+        prog="python -m results.make", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=ENV_HELP,
         description="Run the experiments a paper table or figure needs (only cells without records) and render it "
                     "as Markdown, LaTeX and CSV (+ PNG for figures) under results/rendered/<scale>/.")
     ap.add_argument("targets", nargs="+", metavar="TARGET",
@@ -200,7 +280,12 @@ def main(argv=None) -> int:
                     help="extra record files to read (e.g. fixtures); new runs still append to runs/records/")
     ap.add_argument("--out", default=str(RENDER_ROOT), help="render root (default results/rendered)")
     ap.add_argument("--jobs", type=int, default=1, help="runs to execute at once, each in its own process "
-                    "with cores/jobs threads (default 1)")
+                    "with cores/jobs threads (default 1; must be 1 at full scale, where torchrun spreads each "
+                    "run over the GPUs)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override the pretraining recipe for every run, e.g. --set epochs=1 --set batch_size=8 "
+                         "--set input_size=64 --set workers=0 (a smoke run; its records carry the changed recipe, "
+                         "so they never count for the real one); unknown keys are refused")
     ap.add_argument("--extra-rows", action="store_true",
                     help="also run the rows beyond the paper's (e.g. Table 2's mini-only oracle row); they are "
                          "rendered whenever their records exist")
@@ -208,9 +293,12 @@ def main(argv=None) -> int:
                     help="render from the records there are, running nothing (missing cells stay '—')")
     a = ap.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a log file as they happen
+    log = print if launch_rank0() else (lambda *_a, **_k: None)
     try:
+        check_launch(a.scale, a.jobs)
+        set_overrides(a.set, a.scale)
         return make(a.targets, a.scale, parse_seeds(a.seeds), a.dry_run, a.records, Path(a.out), jobs=a.jobs,
-                    run=not a.no_run, extra_rows=a.extra_rows)
+                    run=not a.no_run, extra_rows=a.extra_rows, log=log)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,6 +1,5 @@
 """The annotation job: a store per image folder, the map equals the annotator's view, exact resume after a kill."""
-import subprocess
-import sys
+import signal
 import textwrap
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from relabel.annotate import annotate, whole_image_transform
 from relabel.annotator import label_map
 from relabel.loader import load_rgb
 from relabel.store import LabelMapStore, LabelStoreMismatch, file_sizes
+from tests.test_resume import finish, kill_when, start, stop
 from tests.test_train import _folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,34 +43,49 @@ def test_store_holds_the_annotators_top_k_of_the_whole_image(tmp_path):
 
 
 SCRIPT = textwrap.dedent("""
-    import sys; sys.path.insert(0, {root!r})
+    import sys, time; sys.path.insert(0, {root!r})
     from tests.test_annotate import _model
     from tests.test_train import _folder
     from relabel.annotate import annotate
+    from relabel.store import LabelMapWriter
     from pathlib import Path
-    samples = _folder(Path({data!r}), n=24)
+    if {pause}:  # a pause after each durable chunk: room for the test to kill the job between chunks
+        flush = LabelMapWriter.flush
+        LabelMapWriter.flush = lambda self: (flush(self), time.sleep({pause}))[0]
+    samples = _folder(Path({data!r}), n=24, write=False)
     annotate(_model(), {data!r}, [s.path for s in samples], {store!r}, k=2, input_size=64, score_dtype="uint8",
              progress=False, batch_size=4, chunk=8)
 """)
 
 
-def _run(data, store, die=None):
-    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
-    if die:
-        env["RELABEL_DIE_AFTER_CHUNKS"] = str(die)
-    code = SCRIPT.format(root=str(ROOT), data=str(data), store=str(store))
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+def _start(tmp_path, store, pause=0.0):
+    code = SCRIPT.format(root=str(ROOT), data=str(tmp_path / "data"), store=str(store), pause=pause)
+    return start(code, tmp_path / f"{Path(store).name}.log")
+
+
+def _written(store: Path) -> int:
+    try:
+        return int(np.load(store / "written.npy", mmap_mode="r").sum())
+    except (OSError, ValueError):  # not created yet, or its header being written
+        return 0
 
 
 @pytest.mark.slow
 def test_killed_annotation_resumes_to_the_same_store(tmp_path):
-    assert _run(tmp_path / "data", tmp_path / "a").returncode == 0
-    killed = _run(tmp_path / "data", tmp_path / "b", die=1)  # SIGKILL after the first of three chunks
-    assert killed.returncode == -9
-    assert (np.load(tmp_path / "b" / "written.npy") == 1).sum() == 8
-    with pytest.raises(Exception, match="incomplete"):
-        LabelMapStore.open(tmp_path / "b")
-    resumed = _run(tmp_path / "data", tmp_path / "b")
-    assert resumed.returncode == 0, resumed.stderr
+    _folder(tmp_path / "data", n=24)
+    straight = _start(tmp_path, tmp_path / "a")  # the uninterrupted job, beside the killed one
+    try:
+        killed = _start(tmp_path, tmp_path / "b", pause=1.0)
+        kill_when(killed, lambda: _written(tmp_path / "b") >= 8, "the first of three chunks was written")
+        assert killed.returncode == -signal.SIGKILL
+        assert 0 < _written(tmp_path / "b") < 24
+        with pytest.raises(Exception, match="incomplete"):
+            LabelMapStore.open(tmp_path / "b")
+        rc, log = finish(_start(tmp_path, tmp_path / "b"))
+        assert rc == 0, log
+        rc, log = finish(straight)
+        assert rc == 0, log
+    finally:
+        stop(straight)
     for name in ("scores.npy", "indices.npy", "quant.npy", "written.npy", "paths.txt", "meta.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name

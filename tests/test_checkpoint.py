@@ -61,7 +61,9 @@ def test_clear_errors_for_checkpoints_that_do_not_fit(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.safetensors")
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "odd.pth")
-    with pytest.raises(CheckpointError, match="does not name its architecture; pass --arch"):
+    with pytest.raises(CheckpointError, match="does not name its architecture; convert it once with "
+                                              "`python -m relabel.checkpoint convert --arch <timm model name> "
+                                              "--weights .*odd.pth --out odd.safetensors`"):
         load_checkpoint(tmp_path / "odd.pth")
 
 

@@ -132,8 +132,7 @@ def test_a_run_failing_on_missing_data_ends_in_one_sentence(monkeypatch, capsys)
 
 def test_a_checkpoint_of_an_earlier_recipe_is_set_aside_and_made_again(isolated_runs, monkeypatch):
     """ensure_checkpoint (how transfer and Table 10 get their backbones) never reuses a model made under another
-    recipe: the workdir's stamp says which recipe made it; one without a stamp is judged by the trainer's last.pt."""
-    import torch
+    recipe: the workdir's stamp says which recipe made it; one without a stamp is never trusted (made again)."""
     recipe, calls = {"lr": 0.1}, []
 
     def fake_run(ctx):
@@ -152,16 +151,12 @@ def test_a_checkpoint_of_an_earlier_recipe_is_set_aside_and_made_again(isolated_
     old = R.config_hash({"lr": 0.1})
     assert (path.parent / f"model.safetensors.stale-{old}").read_text() == "lr=0.1"  # kept, not deleted
 
-    # made before stamps existed: the trainer's last.pt holds the recipe it trained under
+    # made before stamps existed (or by hand): set aside as .stale-unstamped and made again (relabel.launch.artifact's
+    # one policy for every artifact)
     (path.parent / launch.RECIPE_STAMP).unlink()
-    (path.parent / "train").mkdir()
-    torch.save({"config": {"lr": 0.2}}, path.parent / "train" / "last.pt")
     launch.ensure_checkpoint(exp, "mini", 0)
-    assert calls == [0, 0] and launch.stamped_recipe(path.parent) == R.config_hash({"lr": 0.2})  # current: stamped
-    (path.parent / launch.RECIPE_STAMP).unlink()
-    torch.save({"config": {"lr": 0.05}}, path.parent / "train" / "last.pt")
-    launch.ensure_checkpoint(exp, "mini", 0)
-    assert calls == [0, 0, 0]  # an unstamped checkpoint of another recipe is made again
+    assert calls == [0, 0, 0] and launch.stamped_recipe(path.parent) == R.config_hash({"lr": 0.2})
+    assert (path.parent / "model.safetensors.stale-unstamped").read_text() == "lr=0.2"
 
 
 def test_targets_share_one_pool_and_a_run_two_tables_need_runs_once(monkeypatch, tmp_path):

@@ -203,7 +203,8 @@ def test_official_import_export_round_trip(tmp_path):
         a = torch.load(tmp_path / "release" / official_name(p), weights_only=True)
         b = torch.load(tmp_path / "back" / official_name(p), weights_only=True)
         assert b.shape == (2, 5, 15, 15) and b.dtype == torch.float32 and torch.equal(a, b), p
-    q = import_official(tmp_path / "release", tmp_path / "store8", image_paths=paths, progress=False)
+    q = import_official(tmp_path / "release", tmp_path / "store8", image_paths=paths, score_dtype="uint8",
+                        progress=False)
     s8, i8 = q.read(paths[4], rank_order=False)
     assert np.abs(dense(s8[None], i8[None]) - dense(scores[4:5], idx[4:5])).max() <= np.ptp(scores[4]) / 510 + 1e-5
     with pytest.raises(FileExistsError, match="overwrite=True"):

@@ -1,4 +1,4 @@
-"""The paper's numbers as data: spot checks, and a full comparison with the transcription in shared/paper."""
+"""The paper's numbers as data: spot checks, and a full comparison with the transcription of the paper's tables."""
 import re
 from pathlib import Path
 
@@ -6,7 +6,10 @@ import pytest
 
 from results import tables as T
 
-TRANSCRIPTION = Path(__file__).resolve().parents[2] / "shared" / "paper" / "tables.md"
+# The transcription of the paper's tables (shared/paper/tables.md beside the checkout), copied into the fixtures
+# so the comparison runs in any clone; the copy must stay identical to shared/'s wherever that exists.
+TRANSCRIPTION = Path(__file__).resolve().parent / "fixtures" / "paper_tables.md"
+SHARED_TRANSCRIPTION = Path(__file__).resolve().parents[2] / "shared" / "paper" / "tables.md"
 
 
 @pytest.mark.parametrize("table, row, col, value", [
@@ -52,7 +55,12 @@ def _num(cell):
     return float(m.group(0).replace("−", "-")) if m else None
 
 
-@pytest.mark.skipif(not TRANSCRIPTION.exists(), reason="shared/paper/tables.md not beside the checkout")
+@pytest.mark.skipif(not SHARED_TRANSCRIPTION.exists(), reason="shared/paper/tables.md not beside the checkout")
+def test_fixture_transcription_is_the_shared_one():
+    assert TRANSCRIPTION.read_bytes() == SHARED_TRANSCRIPTION.read_bytes(), (
+        f"{TRANSCRIPTION} differs from {SHARED_TRANSCRIPTION}; copy the shared one over it")
+
+
 def test_all_paper_numbers_match_the_transcription():
     md = _md_tables(TRANSCRIPTION.read_text())
     checked = 0

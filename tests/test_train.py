@@ -1,31 +1,33 @@
-"""The one trainer: exact kill-and-resume, CutMix label mixing, label sources, loss definitions."""
-import subprocess
-import sys
-import textwrap
+"""The one trainer: finished runs, CutMix label mixing, label sources reaching the loss, loss definitions.
+
+Exact resume after a kill: tests/test_resume.py."""
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import default_collate
 
 from relabel import train as TR
 from relabel.loader import ResumableSampler, Sample, TrainSet, train_transform
+from relabel.pooling import relabel_target
 from relabel.store import LabelMapStore
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(model="resnet18", model_kwargs={"layers": (1, 1, 1, 1), "channels": (8, 8, 16, 16), "stem_width": 8},
             num_classes=4, input_size=16, epochs=2, batch_size=8, lr=0.05, warmup_epochs=0.5, ckpt_every=2,
             color_jitter=0.0)
 
 
-def _folder(root: Path, n=32, classes=4, size=20):
+def _folder(root: Path, n=32, classes=4, size=20, write=True):
+    """n random images in `classes` class folders under root (write=False: only their samples)."""
     rng = np.random.default_rng(0)
     samples = []
     for i in range(n):
         rel = f"c{i % classes}/img{i:03d}.png"
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / rel)
+        if write:
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / rel)
         samples.append(Sample(rel, i % classes))
     return samples
 
@@ -41,45 +43,6 @@ def _store(root: Path, samples, k=2, grid=(3, 3)):
     return w.finalize()
 
 
-SCRIPT = textwrap.dedent("""
-    import sys, torch
-    from pathlib import Path
-    sys.path.insert(0, {root!r})
-    from tests.test_train import TINY, _folder
-    from relabel import train as TR
-    from relabel.loader import TrainSet, train_transform
-    data = Path({data!r}); samples = _folder(data)
-    cfg = TR.TrainConfig(**TINY)
-    ds = TrainSet(data, samples, train_transform(16, color_jitter=0.0), seed=0)
-    res = TR.train(cfg, ds, {wd!r}, progress=False)
-    torch.save(res.model.state_dict(), Path({wd!r}) / "final_weights.pt")
-""")
-
-
-def _run(tmp_path, wd, die=None):
-    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
-    if die:
-        env["RELABEL_DIE_AFTER_STEP"] = str(die)
-    code = SCRIPT.format(root=str(ROOT), data=str(tmp_path / "data"), wd=str(wd))
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-
-
-@pytest.mark.slow
-def test_kill_and_resume_gives_identical_weights(tmp_path):
-    straight = _run(tmp_path, tmp_path / "a")
-    assert straight.returncode == 0, straight.stderr
-    killed = _run(tmp_path, tmp_path / "b", die=4)  # SIGKILL right after step 4's checkpoint (of 8)
-    assert killed.returncode == -9
-    assert not (tmp_path / "b" / "final_weights.pt").exists()
-    resumed = _run(tmp_path, tmp_path / "b")
-    assert resumed.returncode == 0, resumed.stderr
-    a = torch.load(tmp_path / "a" / "final_weights.pt", weights_only=True)
-    b = torch.load(tmp_path / "b" / "final_weights.pt", weights_only=True)
-    assert a.keys() == b.keys()
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["step"] == 8
-
-
 def test_finished_run_is_not_retrained_and_config_change_is_refused(tmp_path):
     samples = _folder(tmp_path / "data")
     ds = TrainSet(tmp_path / "data", samples, train_transform(16, color_jitter=0.0), seed=0)
@@ -93,15 +56,57 @@ def test_finished_run_is_not_retrained_and_config_change_is_refused(tmp_path):
         TR.train(cfg.replace(lr=0.1), ds, tmp_path / "wd", progress=False)
 
 
-def test_relabel_and_kd_label_sources_train(tmp_path):
+def _pooled_targets_of_step(ds, samples, store, cfg, step):
+    """Step `step`'s LabelPooling targets and labels, recomputed apart from the trainer: the batch from the
+    sampler, each crop box from the dataset, each map from `store.read` of the image's path."""
+    sampler = ResumableSampler(len(ds), cfg.batch_size, cfg.seed)
+    epoch, batch = divmod(step, sampler.batches_per_epoch)
+    sampler.set_position(epoch, batch)
+    ds.set_epoch(epoch)
+    batch = list(sampler)[:cfg.batch_size]
+    _x, boxes, flips, labels, _rows = default_collate([ds[i] for i in batch])
+    maps = [store.read(samples[i].path, rank_order=False) for i in batch]
+    scores, indices = (torch.from_numpy(np.stack(m)) for m in zip(*maps))
+    return relabel_target(scores, indices, boxes, cfg.num_classes, variant=cfg.relabel_variant, flips=flips,
+                          labels=labels, official=cfg.official_pooling), labels
+
+
+def test_relabel_and_kd_label_sources_train(tmp_path, monkeypatch):
     samples = _folder(tmp_path / "data")
     store = _store(tmp_path, samples)
     ds = TrainSet(tmp_path / "data", samples, train_transform(16, color_jitter=0.0), seed=0,
                   rows=store.rows([s.path for s in samples]))
+    # Spies on CutMix's input / output and on the loss's target: the pooled targets of each batch must enter
+    # CutMix, and what CutMix returns must be what the loss is computed against.
+    seen = {"pooled": [], "mixed": [], "loss": []}
+    real_cutmix, real_ce = TR.cutmix, TR.soft_cross_entropy
+
+    def cutmix_spy(x, target, beta, g):
+        x, mixed, lam = real_cutmix(x, target, beta, g)
+        seen["pooled"].append(target.clone())
+        seen["mixed"].append(mixed.clone())
+        return x, mixed, lam
+
+    def loss_spy(logits, target):
+        seen["loss"].append(target.detach().clone())
+        return real_ce(logits, target)
+
+    monkeypatch.setattr(TR, "cutmix", cutmix_spy)
+    monkeypatch.setattr(TR, "soft_cross_entropy", loss_spy)
     for variant in ("localized_multi", "localized_single", "global_multi", "global_single", "mix"):
+        for v in seen.values():
+            v.clear()
         cfg = TR.TrainConfig(**TINY).replace(label="relabel", relabel_variant=variant, epochs=1, cutmix_prob=1.0)
         res = TR.train(cfg, ds, tmp_path / variant, store=store, progress=False)
         assert res.steps == 4
+        assert len(seen["pooled"]) == len(seen["loss"]) == 4, variant
+        for step in range(4):
+            want, labels = _pooled_targets_of_step(ds, samples, store, cfg, step)
+            assert not torch.equal(want, TR.onehot_target(labels, cfg.num_classes))  # the maps say something else
+            assert torch.allclose(seen["pooled"][step], want, atol=1e-6), \
+                f"{variant}, step {step}: the targets are not the LabelPooling of the batch's maps over its crops"
+            assert torch.equal(seen["loss"][step], seen["mixed"][step]), \
+                f"{variant}, step {step}: the loss did not get CutMix's mixed targets"
     teacher = TR.create_model(TR.TrainConfig(**TINY)).eval()
     cfg = TR.TrainConfig(**TINY).replace(label="kd", epochs=1)
     res = TR.train(cfg, ds, tmp_path / "kd", teacher=teacher, teacher_input_size=24, progress=False)

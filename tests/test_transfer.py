@@ -148,6 +148,14 @@ def test_torchvision_reader_takes_file_lists_and_slices_a_holdout(tmp_path, monk
     assert not {s.path for s in splits["fit"].samples} & {s.path for s in splits["holdout"].samples}
 
 
+def _stamp_current(ckpt, experiment_id: str) -> None:
+    """Stamps a checkpoint's workdir with the experiment's current recipe, as its run would have (an unstamped
+    checkpoint is never trusted: ensure_checkpoint would train the real one)."""
+    from relabel import launch
+    exp = launch.discover()[experiment_id]
+    launch.write_stamp(ckpt.parent / launch.RECIPE_STAMP, exp.recipe("mini", 0))
+
+
 def test_launcher_run_writes_a_grid_record_that_fills_table8(tmp_path, monkeypatch):
     """`make table8` for one cell: launcher → ensure_checkpoint → grid → one record → both Table 8 rows."""
     from relabel import launch
@@ -161,6 +169,7 @@ def test_launcher_run_writes_a_grid_record_that_fills_table8(tmp_path, monkeypat
     ckpt = launch.checkpoint_path("pretrain/resnet50/relabel", "mini", 0)  # as the pretraining run leaves it
     ckpt.parent.mkdir(parents=True)
     tiny_backbone(ckpt)
+    _stamp_current(ckpt, "pretrain/resnet50/relabel")
     records = tmp_path / "records.jsonl"
     job = launch.Job("transfer/finegrained/pets/relabel", 0, frozenset({"grid"}), True)
     launch.run_job(job, "mini", records, launch.discover())
@@ -199,6 +208,7 @@ def test_a_backbone_of_an_earlier_pretraining_recipe_is_refused(tmp_path, monkey
     ckpt = launch.checkpoint_path("pretrain/resnet50/original", "mini", 0)
     ckpt.parent.mkdir(parents=True)
     tiny_backbone(ckpt)
+    _stamp_current(ckpt, "pretrain/resnet50/original")
     records = tmp_path / "records.jsonl"
     assert current_backbone("baseline", "mini", 0, records) == str(ckpt)  # no records: nothing says it is stale
     exp = launch.discover()["pretrain/resnet50/original"]

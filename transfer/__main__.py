@@ -9,26 +9,20 @@ and write records; this entry point is for trying another checkpoint by hand and
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import sys
 from pathlib import Path
 
 from relabel.checkpoint import CheckpointError
+from relabel.configs import ConfigError, parse_overrides
 from transfer.workdir import StaleWorkdirError
 
 
 def _overrides(items) -> dict:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"error: --set takes key=value, got '{item}'")
-        try:
-            out[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[key] = value
-    return out
+    try:
+        return parse_overrides(items)
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 def main(argv=None) -> int:

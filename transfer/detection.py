@@ -6,7 +6,9 @@ turns it into an mmengine Config by taking MMDetection's own standard 1x recipe 
 decides: the backbone (our `TimmBackbone`, transfer/timm_backbone.py), the channel widths that follow from it,
 the data, the image size, the schedule and the batch. No mm config file is copied into this repository.
 `run_detection` trains with mmengine's Runner (resuming from its own checkpoints) and evaluates with mmdet's
-CocoMetric, returning bbox AP (and mask AP) in percent, the paper's unit.
+CocoMetric, returning bbox AP (and mask AP) in percent, the paper's unit. A model that detects nothing on the whole
+val set scores what pycocotools gives an empty result — AP 0 — with a warning, where mmdet's CocoMetric alone logs
+"results ... empty" and returns no metrics (`coco_metric_type`).
 
 Full scale is the paper's recipe: COCO 2017 train → val2017, SGD lr 0.02 for batch 16, 12 epochs with steps at
 8 and 11, image size 1200×800 as the paper states (mmdet's default is 1333×800; `image_scale` is recorded).
@@ -18,8 +20,11 @@ the training wall time in the result is summed over resumptions (transfer/mm_hoo
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import json
 import os
+import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -30,6 +35,7 @@ from transfer.data import mini_world_dir
 
 DETECTORS = {"faster_rcnn": "faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py",
              "mask_rcnn": "mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py"}
+COCO_METRIC = "CocoMetricEmptyIsZero"  # mmdet's CocoMetric that scores an empty result (see coco_metric_type)
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,42 @@ def class_names(ann_file: str | os.PathLike) -> tuple:
 
 
 
+def _load_results(coco, predictions):
+    """`coco.loadRes(predictions)`, and for no predictions at all an empty result set over the same images and
+    categories (pycocotools' loadRes reads predictions[0]; COCOeval scores the empty set: AP 0, −1 for an area
+    range without ground truth)."""
+    if len(predictions):
+        return type(coco).loadRes(coco, predictions)
+    from mmengine.logging import print_log
+    print_log("the detector found nothing on the whole val set: COCO AP is 0 (no true positives), as pycocotools "
+              "scores an empty result; check the training log (diverged or untrained model?)", logger="current",
+              level=logging.WARNING)
+    empty = type(coco)()
+    empty.dataset = {"images": list(coco.dataset["images"]), "categories": copy.deepcopy(coco.dataset["categories"]),
+                     "annotations": []}
+    empty.createIndex()
+    return empty
+
+
+@functools.lru_cache(maxsize=1)
+def coco_metric_type() -> str:
+    """Registers, once, mmdet's CocoMetric with one change: an empty result (no detection on any val image) is
+    scored by pycocotools like any other — AP 0 — instead of mmdet's "The testing results of the whole dataset is
+    empty" and no metrics at all; everything else is mmdet's own evaluation."""
+    from mmdet.evaluation import CocoMetric
+    from mmdet.registry import METRICS
+
+    class CocoMetricEmptyIsZero(CocoMetric):
+        def compute_metrics(self, results: list) -> dict:
+            api = self._coco_api  # set from ann_file in __init__, which mmdet_config always passes
+            if api is not None and "loadRes" not in vars(api):
+                api.loadRes = functools.partial(_load_results, api)
+            return super().compute_metrics(results)
+
+    METRICS.register_module(name=COCO_METRIC, module=CocoMetricEmptyIsZero, force=True)
+    return COCO_METRIC
+
+
 def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
@@ -186,7 +228,7 @@ def mmdet_config(cfg: DetectionConfig, backbone: str | os.PathLike, workdir: str
     mm.test_dataloader.dataset.update(data_root=cfg.data_root, ann_file=cfg.val_ann,
                                       data_prefix=dict(img=cfg.val_images + "/"), metainfo=meta,
                                       pipeline=mm.test_pipeline)
-    mm.test_evaluator = dict(type="CocoMetric", ann_file=str(Path(cfg.data_root) / cfg.val_ann),
+    mm.test_evaluator = dict(type=coco_metric_type(), ann_file=str(Path(cfg.data_root) / cfg.val_ann),
                              metric=list(cfg.metrics), format_only=False)
     # evaluation happens once, on the final weights (never a best-epoch pick); no validation during training
     mm.val_dataloader = mm.val_evaluator = mm.val_cfg = None
@@ -307,6 +349,11 @@ def run_detection(cfg: DetectionConfig, backbone: str | os.PathLike, workdir: st
     # this call's time, with its training part replaced by the training time summed over every resumption
     wall = time.time() - t0 - (timer.total - timer.before) + timer.total
     sizes = len(runner.train_dataloader.dataset), len(runner.test_dataloader.dataset)
+    return DetectionResult(coco_ap(raw, cfg, mm.work_dir), wall, timer.total, *sizes, resumed=bool(mm.resume))
+
+
+def coco_ap(raw: dict, cfg: DetectionConfig, work_dir) -> dict:
+    """AP in % (bbox_ap, bbox_ap50, ..., and segm_* for Mask R-CNN) from the evaluator's `coco/<kind>_mAP...`."""
     out = {}
     for kind in cfg.metrics:
         for key, name in (("mAP", "ap"), ("mAP_50", "ap50"), ("mAP_75", "ap75"), ("mAP_s", "ap_small"),
@@ -315,7 +362,6 @@ def run_detection(cfg: DetectionConfig, backbone: str | os.PathLike, workdir: st
             if v is not None and v >= 0:  # pycocotools gives -1 for an empty size range
                 out[f"{kind}_{name}"] = round(100.0 * float(v), 2)  # mmdet rounds AP to 3 decimals
     missing = [f"{kind}_ap" for kind in cfg.metrics if f"{kind}_ap" not in out]
-    if missing:
-        raise RuntimeError(f"{cfg.detector} evaluation produced no {', '.join(missing)} (no detections on "
-                           f"{cfg.val_ann}?); see the log in {mm.work_dir}")
-    return DetectionResult(out, wall, timer.total, *sizes, resumed=bool(mm.resume))
+    if missing:  # no detections score 0 (coco_metric_type); this is an evaluation that failed some other way
+        raise RuntimeError(f"{cfg.detector} evaluation produced no {', '.join(missing)}; see the log in {work_dir}")
+    return out

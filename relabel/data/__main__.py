@@ -5,21 +5,19 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
+
+from relabel.configs import ConfigError, parse_overrides
 
 from .config import make_config
 from .world import ensure_world, format_stats, load_stats
 
 
 def _parse_knob(text: str) -> tuple[str, object]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--set expects knob=value, got {text!r}.")
-    key, value = text.split("=", 1)
     try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value  # a bare word such as label_rule=largest
+        return next(iter(parse_overrides([text]).items()))
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """Readers for the evaluation datasets, the same for the mini world and for the real, full-scale files.
 
-* ImageNet-style class folders (label = position of the folder name in sorted order) with optional boxes
-  (the mini world's ``annotations.json`` or ImageNet's PASCAL-VOC XML files);
+* ImageNet-style class folders (label = index of the folder name in the dataset's class list: ImageNet's 1000
+  sorted wnids, the mini world's classes; train and val share this one rule) with optional boxes (the mini
+  world's ``annotations.json`` or ImageNet's PASCAL-VOC XML files);
 * ImageNetV2 folders (label = ``int(folder)``; a string sort would put "10" before "2");
 * ImageNet-ReaL ``real.json`` and Shankar et al.'s JSON, keyed by the 8-digit val index in the file name, so
   ``val_00000001.png`` and ``ILSVRC2012_val_00000001.JPEG`` both find entry 1;
@@ -18,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IMAGE_EXTENSIONS", "list_class_folders", "list_int_folders", "val_index", "read_real_labels",
-           "real_labels_for", "ShankarLabels", "read_shankar", "read_box_annotations", "read_voc_boxes",
-           "read_imagenet_a", "read_in9", "read_in_to_in9", "read_fg_mask", "read_coco", "coco_multilabel",
-           "ImageList"]
+__all__ = ["IMAGE_EXTENSIONS", "NOT_CLASS_FOLDERS", "UnknownClassFolder", "class_folders", "list_class_folders",
+           "list_int_folders", "val_index", "read_real_labels", "real_labels_for", "ShankarLabels", "read_shankar",
+           "read_box_annotations", "read_voc_boxes", "read_imagenet_a", "read_in9", "read_in_to_in9", "read_fg_mask",
+           "read_coco", "coco_multilabel", "ImageList"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 _VAL_INDEX = re.compile(r"(?:^|_)val_(\d{8})(?:\.[A-Za-z]+)?$")
@@ -39,13 +40,46 @@ def _require_dir(root: Path, what: str) -> Path:
     return root
 
 
-def list_class_folders(root: str | Path) -> tuple[list[str], list[tuple[Path, int]]]:
-    """ImageNet layout ``root/<class>/<image>``: classes in sorted order and (path, class index) samples."""
-    root = _require_dir(root, "image")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-    if not classes:
-        raise ValueError(f"{root} holds no class folders; expected root/<class>/<image>.")
-    samples = [(p, k) for k, c in enumerate(classes) for p in _images_in(root / c)]
+NOT_CLASS_FOLDERS = ("lost+found",)  # made by the file system, never a class; hidden folders are skipped too
+
+
+class UnknownClassFolder(ValueError):
+    """A folder under a class-folder root whose name is not in the dataset's class list."""
+
+
+def class_folders(root: str | Path) -> list[Path]:
+    """The sub-folders of ``root`` that can hold a class, sorted: every folder except hidden ones (name starting
+    with '.', e.g. ``.ipynb_checkpoints``) and ``lost+found``, which tools and file systems create beside data."""
+    return sorted(p for p in Path(root).iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and p.name not in NOT_CLASS_FOLDERS)
+
+
+def list_class_folders(root: str | Path, classes=None, what: str = "image"
+                       ) -> tuple[list[str], list[tuple[Path, int]]]:
+    """ImageNet layout ``root/<class>/<image>``: (the class list, [(path, class index)]).
+
+    With ``classes`` (the dataset's class list in index order: ImageNet's 1000 sorted wnids from timm, the mini
+    world's ``stats.json`` classes), a folder's label is the index of its name in that list, so a subset of the
+    classes keeps every label, and a folder that is not a class is an :class:`UnknownClassFolder` error naming it.
+    Without ``classes``, the class list is the sorted folder names: only for datasets whose classes are their
+    folders (fine-grained transfer sets, whose callers compare the splits' lists). Either way, hidden folders
+    (``.*``) and ``lost+found`` are not classes and are skipped (:func:`class_folders`).
+    """
+    root = _require_dir(root, what)
+    folders = class_folders(root)
+    if classes is None:
+        classes = [p.name for p in folders]
+        if not classes:
+            raise ValueError(f"{root} holds no class folders; expected root/<class>/<image>.")
+    classes = list(classes)
+    index = {c: k for k, c in enumerate(classes)}
+    unknown = [p.name for p in folders if p.name not in index]
+    if unknown:
+        raise UnknownClassFolder(
+            f"{what} folder {root} has folders {unknown[:3]} that are not in the class list ({len(classes)} "
+            f"classes, e.g. {classes[0] if classes else '-'}); move them out (hidden folders and lost+found are "
+            f"skipped) or check it is the right dataset.")
+    samples = [(p, index[f.name]) for f in folders for p in _images_in(f)]
     return classes, samples
 
 
@@ -53,7 +87,7 @@ def list_int_folders(root: str | Path) -> list[tuple[Path, int]]:
     """ImageNetV2 layout ``root/<int class>/<hash>.<ext>``: label = int(folder name), never the sorted position."""
     root = _require_dir(root, "ImageNetV2")
     samples = []
-    for folder in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: _int_folder(p)):
+    for folder in sorted(class_folders(root), key=_int_folder):  # the class-folder rule: hidden, lost+found skipped
         samples += [(p, _int_folder(folder)) for p in _images_in(folder)]
     return samples
 
@@ -141,17 +175,13 @@ def read_imagenet_a(root: str | Path, classes: list[str]) -> tuple[list[tuple[Pa
     """ImageNet-A: samples labelled with FINE class indices (via ``classes``) and the subset's fine indices
     (from ``indices.txt`` if present, else from the folder names), used as ``logits[:, indices]``."""
     root = _require_dir(root, "ImageNet-A")
-    index = {c: k for k, c in enumerate(classes)}
-    folders, _ = list_class_folders(root)
-    unknown = [f for f in folders if f not in index]
-    if unknown:
-        raise ValueError(f"ImageNet-A folders {unknown[:3]} are not in the class list.")
-    samples = [(p, index[f]) for f in folders for p in _images_in(root / f)]
+    _, samples = list_class_folders(root, classes, "ImageNet-A")
     idx_file = root / "indices.txt"
     if idx_file.is_file():
         indices = [int(x) for x in idx_file.read_text().split()]
     else:
-        indices = sorted(index[f] for f in folders)
+        index = {c: k for k, c in enumerate(classes)}
+        indices = sorted(index[f.name] for f in class_folders(root))
     return samples, indices
 
 
@@ -159,7 +189,9 @@ def read_in9(root: str | Path, variant: str, split: str = "val") -> list[tuple[P
     """Background-challenge images ``root/<variant>/<split>/<NN_name>/``: (path, coarse class = int(NN))."""
     folder = _require_dir(Path(root) / variant / split, f"IN-9 {variant}")
     samples = []
-    for cls in sorted(p for p in folder.iterdir() if p.is_dir()):
+    for cls in class_folders(folder):  # the class-folder rule: hidden folders and lost+found are skipped
+        if not cls.name.split("_", 1)[0].isdigit():
+            raise UnknownClassFolder(f"IN-9 folder {cls} is not a class folder <NN>_<name> (e.g. 00_dog).")
         coarse = int(cls.name.split("_", 1)[0])
         samples += [(p, coarse) for p in _images_in(cls)]
     return samples

@@ -43,12 +43,15 @@ def ensure_world(root: str | Path, seed: int = 0, *, preview: bool = False,
     cfg = make_config(**knobs)
     root = Path(root)
     final = root / world_name(seed, cfg)
-    if not (final / "world.json").is_file():
-        root.mkdir(parents=True, exist_ok=True)
-        from relabel.launch import artifact_lock
-        with artifact_lock(root / f".{final.name}"):  # another process building this world: wait for it
-            _build_locked(root, final, seed, cfg, log)
-    else:
+    root.mkdir(parents=True, exist_ok=True)
+    from relabel.launch import artifact
+    built = []
+    # The shared-artifact primitive: another process building this world makes this one wait for it; under
+    # torchrun rank 0 builds while the others wait. The folder's name is its identity (generator version, seed,
+    # knob hash), so there is nothing else to stamp; world.json, written last, marks it complete.
+    artifact(final, None, lambda: built.append(_build_locked(root, final, seed, cfg, log)),
+             ready=(final / "world.json").is_file, lock=root / f".{final.name}", log=log)
+    if not built:
         log(f"reusing cached mini world {final}")
     if preview:
         log(f"preview: {write_preview(final)}")

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
-from relabel.data.readers import IMAGE_EXTENSIONS
+from relabel.data.readers import IMAGE_EXTENSIONS, list_class_folders
 from relabel.evaluate import CORRUPTIONS, SEVERITIES
 from relabel.evaluators.roots import LAYOUTS, DataRoots
 from relabel.loader import IMAGENET_MEAN, IMAGENET_STD, eval_transform, load_rgb
@@ -72,21 +72,20 @@ class EvalContext:
                 "eval_amp": "bf16" if self.device.type == "cuda" else "fp32"}
 
     def require(self, path: Path | None, what: str, layout_key: str, is_file: bool = False) -> Path:
-        return require(path, what, layout_key, self.roots.scale, is_file)
+        return require(path, what, layout_key, self.roots, is_file)
 
     def dataset(self, benchmark: str, split: str, size: int, root: Path | None, **kw) -> dict:
         return {"name": benchmark, "split": split, "size": int(size), "source": self.roots.name,
                 "root": str(root) if root is not None else None, **kw}
 
 
-def require(path: Path | None, what: str, layout_key: str, scale: str, is_file: bool = False) -> Path:
-    """`path`, or a DatasetMissing error naming the expected layout and how to get the data."""
+def require(path: Path | None, what: str, layout_key: str, roots: DataRoots, is_file: bool = False) -> Path:
+    """`path`, or a DatasetMissing error naming the expected layout and how to get the data (`roots.fix_hint`:
+    IMAGENET_ROOT for make, --data-root for the evaluation CLIs)."""
     if path is not None and (path.is_file() if is_file else path.is_dir()):
         return path
-    hint = ("regenerate the mini world (`python -m relabel.data --out data`) or pass --data-root WORLD_DIR"
-            if scale == "mini" else "put the dataset there or pass --data-root DIR")
     raise DatasetMissing(f"{what} {'file' if is_file else 'folder'} {path or '(not configured)'} does not exist; "
-                         f"expected {LAYOUTS[layout_key]}; {hint}.")
+                         f"expected {LAYOUTS[layout_key]}; {roots.fix_hint()}.")
 
 
 def images_in(folder: Path) -> list[Path]:
@@ -95,14 +94,12 @@ def images_in(folder: Path) -> list[Path]:
 
 def class_folder_samples(root: Path, classes: tuple[str, ...], what: str) -> list[tuple[Path, int]]:
     """`root/<class>/<image>` with labels = index of the folder name in the dataset's class list (not the sorted
-    position among the folders present, which shifts when a class folder is missing)."""
-    index = {c: k for k, c in enumerate(classes)}
-    folders = sorted(p for p in root.iterdir() if p.is_dir())
-    unknown = [f.name for f in folders if f.name not in index]
-    if unknown:
-        raise EvalError(f"{what} folder {root} has class folders {unknown[:3]} that are not in the class list "
-                        f"({len(classes)} classes, e.g. {classes[0]}); is it the right dataset?")
-    samples = [(p, index[f.name]) for f in folders for p in images_in(f)]
+    position among the folders present, which shifts when a class folder is missing); the training reader's rule
+    (`relabel.data.readers.list_class_folders`: an unknown folder is an error, hidden ones and lost+found skipped)."""
+    try:
+        _, samples = list_class_folders(root, classes, what)
+    except ValueError as e:
+        raise EvalError(str(e)) from None
     if not samples:
         raise EvalError(f"{what} folder {root} holds no images; expected {LAYOUTS['val']}.")
     return samples

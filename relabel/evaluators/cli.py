@@ -17,11 +17,15 @@ import torch
 from relabel import evaluators as E
 from relabel import records as R
 from relabel.checkpoint import CheckpointError, load_checkpoint
+from relabel.evaluators.roots import FULL_TREE
 
 # Eval protocol when the checkpoint does not store one: mini images (48 px) are seen whole, as the pretraining
 # experiments evaluate them; full scale is ImageNet's Resize 256 + CenterCrop 224.
 DEFAULT_INPUT = {"mini": 48, "full": 224}
 DEFAULT_CROP = {"mini": 1.0, "full": 0.875}
+# Suffixes a checkpoint file name loses in its default experiment id (longest first); other dots stay in the name.
+CKPT_SUFFIXES = (".pth.tar", ".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".tar")
+CKPT_PARENTS = 4  # folders naming a model.* file outside runs/<scale>/ (as deep as pretrain/<arch>/<row>/seed<k>)
 # What the summary shows per evaluator: (metric keys, label).
 HEADLINE = {
     "val": (("top1", "top5"), "top-1 / top-5"),
@@ -33,18 +37,20 @@ HEADLINE = {
     "bgc": (("challenge_acc", "bg_gap", "acc_original"), "challenge / BG-gap / orig."),
 }
 
-EPILOG = """\
+EPILOG = f"""\
 data:
   --scale mini (default) uses the mini world in <repo>/data/mini-v1-seed0, generated on first use (~2 min),
   or the world folder given by --data-root. --scale full reads the real datasets under --data-root:
-    val/<wnid>/ILSVRC2012_val_*.JPEG          imagenetv2/imagenetv2-<variant>-format-val/<0..999>/
-    imagenet-a/<wnid>/                          imagenet-c/<corruption>/<1..5>/<wnid>/ (optional)
-    bg_challenge/<variant>/val/ + in_to_in9.json  shankar/human_accuracy_v3.0.0.json
-  ReaL labels, the ImageNet-A class indices and the class order come with timm.
+{FULL_TREE}
+  ReaL labels, the ImageNet-A class indices and the class order come with timm. Every file the chosen suites
+  read is checked before the checkpoint is loaded.
 
 records:
   one JSON line per evaluator is appended to runs/records/<scale>.jsonl ($RELABEL_RUNS moves runs/), under
-  the experiment id ckpt/<checkpoint file stem> unless --experiment is given.
+  the experiment id ckpt/<checkpoint file name without its suffix> (rn50_relabel_78.9.pth: ckpt/rn50_relabel_78.9)
+  unless --experiment is given; a model.* file, as training writes, is named by its folders instead: the path
+  below runs/<scale>/ (runs/full/pretrain/resnet50/relabel/seed0/model.safetensors:
+  ckpt/pretrain/resnet50/relabel/seed0), else its last {CKPT_PARENTS} folders.
 """
 
 
@@ -79,9 +85,10 @@ def build_parser(prog: str, description: str, suites: tuple[str, ...], robustnes
                         + "; ".join(f"{s} = {', '.join(E.SUITES[s])}" for s in suites if E.SUITES[s] != (s,)))
     p.add_argument("--scale", choices=("mini", "full"), default="mini", help="mini world or real datasets")
     p.add_argument("--data-root", metavar="DIR", help="mini: a world folder; full: the folder holding the datasets")
-    p.add_argument("--experiment", metavar="ID", help="experiment id in the records (default ckpt/<file stem>)")
-    p.add_argument("--seed", type=int, metavar="N", help="training seed recorded with the results (default: the checkpoint's "
-                                            "stored seed, else 0)")
+    p.add_argument("--experiment", metavar="ID", help="experiment id in the records (default: ckpt/<file name "
+                                                      "without its suffix>, or ckpt/<folders> for a model.* file)")
+    p.add_argument("--seed", type=int, metavar="N", help="training seed recorded with the results (default: the "
+                                                         "checkpoint's stored seed, else 0)")
     p.add_argument("--input-size", type=int, metavar="PX", help="eval crop size (default: stored in the checkpoint, "
                                                                 "else 48 mini / 224 full)")
     p.add_argument("--crop-ratio", type=float, metavar="R",
@@ -98,12 +105,14 @@ def build_parser(prog: str, description: str, suites: tuple[str, ...], robustnes
         g = p.add_argument_group("robustness options")
         g.add_argument("--epsilon", type=_epsilon, default=8 / 255, metavar="EPS",
                        help="FGSM step in [0,1] pixel units, e.g. 8/255 (default; the paper does not state it)")
-        g.add_argument("--c-root", metavar="DIR", help="pre-rendered ImageNet-C "
-                                                       "(<corruption>/<severity>/<class>/); default: generate "
-                                                       "on the fly from val with imagecorruptions")
+        g.add_argument("--c-root", metavar="DIR",
+                       help="pre-rendered ImageNet-C (<corruption>/<severity>/<class>/); default at --scale full: "
+                            "<data-root>/imagenet-c when that folder exists, else generated on the fly from val with "
+                            "imagecorruptions (always on the fly at --scale mini)")
         g.add_argument("--c-images", type=_c_images, metavar="N|all",
                        help="val images per corruption×severity (default: 300 at mini on the fly, else all)")
-        g.add_argument("--c-seed", type=int, default=0, metavar="N", help="seed of the ImageNet-C subset and noise (default 0)")
+        g.add_argument("--c-seed", type=int, default=0, metavar="N",
+                       help="seed of the ImageNet-C subset and noise (default 0)")
         g.add_argument("--c-corruptions", metavar="LIST", default=",".join(E.CORRUPTIONS),
                        help="comma-separated corruptions (default: the 15 of the benchmark)")
         g.add_argument("--c-severities", metavar="LIST", default="1,2,3,4,5", help="default 1,2,3,4,5")
@@ -114,13 +123,40 @@ def _fmt(v) -> str:
     return f"{v:.2f}" if isinstance(v, float) else str(v)
 
 
+def headline(name: str, res: "E.EvalResult") -> tuple[str, str, str]:
+    """(label, value, note) of an evaluator's summary line; the note says when a number is not the benchmark's
+    (an mCE over a subset of the corruptions)."""
+    keys, label = HEADLINE.get(name, HEADLINE["val"])
+    value = " / ".join(_fmt(res.metrics[k]) for k in keys if k in res.metrics)
+    partial = name == "imagenet-c" and "mce" in res.metrics and not res.params.get("c_mce_complete", True)
+    return label, value, (res.params.get("c_mce_scope", "") if partial else "")
+
+
 def summary_table(rows: list[tuple[str, "E.EvalResult", float]], title: str) -> str:
     lines = [title, f"{'evaluator':<22}{'images':>8}  {'metric':<28}{'value':>22}{'time':>9}"]
     for name, res, secs in rows:
-        keys, label = HEADLINE.get(name, HEADLINE["val"])
-        value = " / ".join(_fmt(res.metrics[k]) for k in keys if k in res.metrics)
-        lines.append(f"{name:<22}{res.dataset['size']:>8}  {label:<28}{value:>22}{secs:>8.1f}s")
+        label, value, note = headline(name, res)
+        lines.append(f"{name:<22}{res.dataset['size']:>8}  {label:<28}{value:>22}{secs:>8.1f}s"
+                     + (f"  ({note})" if note else ""))
     return "\n".join(lines)
+
+
+def default_experiment(ckpt: str | Path, scale: str) -> str:
+    """The records' experiment id of a checkpoint: ckpt/<file name without its checkpoint suffix> (a version such
+    as rn50_relabel_78.9 keeps its dots); a generic model.* (what training writes in every run's folder) is named
+    by its folders: the path below runs/<scale>/, else its last CKPT_PARENTS folders."""
+    path = Path(ckpt)
+    name = path.name
+    suffix = next((s for s in CKPT_SUFFIXES if name.lower().endswith(s) and len(name) > len(s)), "")
+    name = name[:len(name) - len(suffix)]
+    if name != "model":
+        return f"ckpt/{name}"
+    folder = path.resolve().parent
+    runs_scale = R.default_records_path(scale).parent.parent.resolve() / scale  # $RELABEL_RUNS/<scale>
+    if folder.is_relative_to(runs_scale) and folder != runs_scale:
+        return f"ckpt/{folder.relative_to(runs_scale).as_posix()}"
+    parts = folder.parts[1:][-CKPT_PARENTS:]  # without the root ('/')
+    return "ckpt/" + "/".join(parts) if parts else "ckpt/model"
 
 
 def main(argv: list[str] | None, *, prog: str, description: str, suites: tuple[str, ...],
@@ -167,7 +203,7 @@ def _run(args, suites, robustness) -> int:
         or DEFAULT_INPUT[args.scale]
     crop_ratio = args.crop_ratio or _stored(extra, train_cfg, "eval_crop_ratio") or DEFAULT_CROP[args.scale]
     seed = args.seed if args.seed is not None else int(extra.get("seed", train_cfg.get("seed", 0)))
-    experiment = args.experiment or f"ckpt/{Path(args.ckpt).name.split('.')[0]}"
+    experiment = args.experiment or default_experiment(args.ckpt, args.scale)
     records_path = Path(args.records) if args.records else R.default_records_path(args.scale)
     config = {"checkpoint": str(Path(args.ckpt).resolve()), "checkpoint_sha256": ck.sha256[:16],
               "checkpoint_format": ck.format, "arch": ck.arch, "model_kwargs": ck.model_kwargs,
@@ -182,9 +218,8 @@ def _run(args, suites, robustness) -> int:
                          progress=not args.no_progress, cache=cache, **options)
         secs = time.perf_counter() - t
         rows.append((name, res, secs))
-        keys, label = HEADLINE.get(name, HEADLINE["val"])
-        print(f"  {name}: {label} = {' / '.join(_fmt(res.metrics[k]) for k in keys if k in res.metrics)} "
-              f"({secs:.1f} s)", flush=True)
+        label, value, note = headline(name, res)
+        print(f"  {name}: {label} = {value} ({secs:.1f} s){f'; {note}' if note else ''}", flush=True)
         if not args.no_records:
             R.append(records_path, R.make_record(
                 experiment=experiment, evaluator=name, metrics=res.metrics, config={**config, **res.params},

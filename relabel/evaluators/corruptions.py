@@ -4,7 +4,9 @@ Pre-rendered: `<root>/<corruption>/<severity>/<class>/<image>` (the release stor
 CenterCrop 224). On the fly: each val image goes through the eval Resize + CenterCrop, is corrupted as uint8
 pixels (as the release was made), then normalised. The noise of image i at (corruption, severity) is seeded by
 (c_seed, corruption, severity, i), so a run is reproducible and every model sees the same corrupted pixels. At mini
-scale a seeded subset of val (`c_images`) keeps 75 cells to minutes; the record says the source and subset.
+scale a seeded subset of val (`c_images`) keeps 75 cells to minutes; the record says the source and subset. An mCE
+over fewer than the 15 corruptions or 5 severities is another number than the benchmark's: the record
+(`c_mce_scope`, `c_mce_complete`) and the CLIs' print say so ("mCE over 3 of 15 corruptions, not the benchmark's").
 
 `imagecorruptions` 1.1.2 predates numpy 2 and scikit-image 0.26 (glass_blur and fog fail there): `load()` gives
 its module a numpy that still has `np.float_` and a `gaussian` that maps `multichannel=` to `channel_axis=`,
@@ -25,7 +27,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 from relabel.progress import bar as progress_bar
 
-from relabel.evaluate import ALEXNET_ERR, corruption_summary, predict, topk_accuracy
+from relabel.evaluate import ALEXNET_ERR, SEVERITIES, corruption_summary, predict, topk_accuracy
 from relabel.evaluators.base import EvalContext, EvalError, EvalResult, PathSet, class_folder_samples
 from relabel.evaluators.classification import val_samples
 from relabel.loader import IMAGENET_MEAN, IMAGENET_STD, _mix, load_rgb
@@ -121,6 +123,21 @@ def _subset(n_total: int, n: int | None, seed: int) -> list[int]:
     return sorted(torch.randperm(n_total, generator=g)[:n].tolist())
 
 
+def mce_scope(corruptions, severities) -> dict:
+    """What an mCE covers, for records and print: the benchmark's mCE averages all 15 corruptions at severities
+    1-5 (Hendrycks & Dietterich); over a subset it is another number and says so ("mCE over 3 of 15 corruptions")."""
+    n = len({c for c in corruptions if c in ALEXNET_ERR})
+    sev = sorted(set(int(s) for s in severities))
+    complete = n == len(ALEXNET_ERR) and sev == list(SEVERITIES)
+    if complete:
+        return {"c_mce_complete": True, "c_mce_scope": f"mCE over all {n} corruptions at severities 1-5 (the "
+                                                       f"benchmark's)"}
+    scope = f"mCE over {n} of {len(ALEXNET_ERR)} corruptions"
+    if sev != list(SEVERITIES):
+        scope += f" at severities {','.join(map(str, sev))} of 1-5"
+    return {"c_mce_complete": False, "c_mce_scope": scope + ", not the benchmark's"}
+
+
 def evaluate_imagenet_c(ctx: EvalContext) -> EvalResult:
     o = ctx.options
     unknown = [c for c in o.c_corruptions if c not in ALEXNET_ERR]
@@ -174,7 +191,8 @@ def evaluate_imagenet_c(ctx: EvalContext) -> EvalResult:
                "ce": summary["ce"]}
     if "mce" in summary:
         metrics["mce"] = summary["mce"]
+        metrics["mce_n_corruptions"] = len(summary["ce"])
     params = {**ctx.base_params(), **source, "c_corruptions": list(o.c_corruptions),
-              "c_severities": list(o.c_severities)}
+              "c_severities": list(o.c_severities), **mce_scope(o.c_corruptions, o.c_severities)}
     return EvalResult(metrics, ctx.dataset("imagenet-c", "val", max(sizes) * len(cells), root,
                                            images_per_cell=max(sizes)), params)

@@ -6,6 +6,10 @@
   `only_bg_t` background; it is vulnerable if any composite is misclassified (fine argmax mapped to IN-9, −1 is
   wrong). Composites are built and transformed as uint8 tensors on the device, in growing batches per foreground
   with an early exit at the first miss, so a weak model costs ~N_fg forwards and a strong one ≤ N_fg × N_bg.
+* IN-9 input, as the benchmark feeds it (MadryLab/backgrounds_challenge `tools/datasets.py`: `transform_test =
+  ToTensor()`): every variant image and composite whole, at its native resolution (224×224 in IN-9), never the
+  ImageNet resize-256/centre-crop-224, which zooms in and cuts the border. Only a model evaluated at another size
+  than the images' own gets them resized to that size, still uncropped; the record's `bgc_*` params say which.
 """
 from __future__ import annotations
 
@@ -52,7 +56,7 @@ def evaluate_imagenet_a(ctx: EvalContext) -> EvalResult:
     try:
         samples, indices = read_imagenet_a(root, list(ctx.roots.classes))
     except ValueError as e:
-        raise EvalError(f"ImageNet-A folder {root}: {e}") from None
+        raise EvalError(str(e)) from None
     index_file = ctx.roots.imagenet_a_indices
     if index_file is not None and index_file.is_file():
         indices = [int(x) for x in index_file.read_text().split()]
@@ -79,18 +83,47 @@ def _uint8_chw(path, size=None) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
 
 
-def _tensor_transform(x: torch.Tensor, ctx: EvalContext) -> torch.Tensor:
-    """The eval transform (resize shorter side to size/crop_ratio, centre crop, normalise) on a uint8 batch."""
-    x = TF.resize(x, [round(ctx.input_size / ctx.crop_ratio)], antialias=True)
-    x = TF.center_crop(x, [ctx.input_size, ctx.input_size])
+def _whole_image(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The benchmark's IN-9 input from a uint8 batch [B, 3, H, W]: the whole image as [0, 1] floats, normalised
+    (the official model wrapper normalises); resized (antialiased bilinear, no crop) only if it is not size×size."""
+    if tuple(x.shape[-2:]) != (size, size):
+        x = TF.resize(x, [size, size], antialias=True)
     return normalize_tensor(x.float() / 255.0)
+
+
+class _WholeImage:
+    """PIL image -> the benchmark's input tensor [3, size, size] (a class, so DataLoader workers can pickle it)."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, img) -> torch.Tensor:
+        x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+        return _whole_image(x[None], self.size)[0]
+
+
+def bgc_protocol(ctx: EvalContext, native: tuple[int, int]) -> dict:
+    """The record's params for IN-9 images of `native` (width, height): fed whole, resized only if the model's
+    eval size differs."""
+    s = ctx.input_size
+    resized = tuple(native) != (s, s)
+    return {"eval_crop_ratio": None, "bgc_native_size": list(native), "bgc_resized_to": s if resized else None,
+            "bgc_input": (f"whole {native[0]}x{native[1]} images resized to {s}x{s} (the model's eval size), no crop"
+                          if resized else f"whole {s}x{s} images, no resize or crop (official: ToTensor)")}
+
+
+def _in9(root, variant: str) -> list:
+    try:
+        return read_in9(root, variant)
+    except ValueError as e:
+        raise EvalError(str(e)) from None
 
 
 @torch.no_grad()
 def background_challenge(ctx: EvalContext, root, in_to_in9: np.ndarray) -> dict:
     """Challenge accuracy (%) and its counts; see the module docstring for the definition."""
-    fgs = read_in9(root, "original")
-    bgs = read_in9(root, "only_bg_t")
+    fgs = _in9(root, "original")
+    bgs = _in9(root, "only_bg_t")
     if not fgs or not bgs:
         raise EvalError(f"background-challenge folder {root} has no original/val or only_bg_t/val images.")
     first = load_rgb(fgs[0][0])
@@ -115,14 +148,14 @@ def background_challenge(ctx: EvalContext, root, in_to_in9: np.ndarray) -> dict:
             bg = backgrounds[start:start + chunk]
             composite = torch.where(mask[None, None], image[None], bg)
             with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=ctx.device.type == "cuda"):
-                logits = ctx.model(_tensor_transform(composite, ctx)).float()
+                logits = ctx.model(_whole_image(composite, ctx.input_size)).float()
             forwards += len(bg)
             if (table[logits.argmax(1)] != label).any():
                 vulnerable += 1
                 break
             start, chunk = start + len(bg), min(2 * chunk, ctx.batch_size)
     return {"challenge_acc": 100.0 * (1 - vulnerable / len(fgs)), "n_foregrounds": len(fgs),
-            "n_backgrounds": len(bgs), "n_vulnerable": vulnerable, "n_forwards": forwards}
+            "n_backgrounds": len(bgs), "n_vulnerable": vulnerable, "n_forwards": forwards, "native_size": size}
 
 
 def evaluate_bgc(ctx: EvalContext) -> EvalResult:
@@ -139,14 +172,17 @@ def evaluate_bgc(ctx: EvalContext) -> EvalResult:
     for v in IN9_VARIANTS:  # the IN-9 variant accuracies (Xiao et al. Table 1 style)
         if not (root / v / "val").is_dir():
             continue
-        samples = read_in9(root, v)
-        logits = predict(ctx.model, PathSet([p for p, _ in samples], ctx.transform()), ctx.batch_size,
+        samples = _in9(root, v)
+        logits = predict(ctx.model, PathSet([p for p, _ in samples], _WholeImage(ctx.input_size)), ctx.batch_size,
                          ctx.workers, ctx.device, desc=f"in9 {v}", progress=ctx.progress)
         pred = coarse_predictions(logits, in_to_in9)
         metrics[f"acc_{v}"] = 100.0 * (pred == torch.as_tensor([y for _, y in samples])).double().mean().item()
     if "acc_mixed_same" in metrics and "acc_mixed_rand" in metrics:
         metrics["bg_gap"] = metrics["acc_mixed_same"] - metrics["acc_mixed_rand"]
-    metrics.update(background_challenge(ctx, root, in_to_in9))
+    challenge = background_challenge(ctx, root, in_to_in9)
+    native = challenge.pop("native_size")
+    metrics.update(challenge)
     return EvalResult(metrics, ctx.dataset("in9-background-challenge", "val", metrics["n_foregrounds"], root),
-                      {**ctx.base_params(), "bgc_composite": "fg·mask + only_bg_t·(1−mask) as uint8, then the "
-                                                             "eval transform on tensors (antialiased bilinear)"})
+                      {**ctx.base_params(), **bgc_protocol(ctx, native),
+                       "bgc_composite": "fg·mask + only_bg_t·(1−mask) as uint8 at the foreground's native size "
+                                        "(backgrounds of another size resized to it), then fed as bgc_input says"})

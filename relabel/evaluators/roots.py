@@ -3,7 +3,11 @@
 The same evaluators read both: `DataRoots.mini(world)` points at a generated mini world, `DataRoots.full(root)`
 at the real datasets under one folder (each path can also be given explicitly). At full scale the files that
 timm ships (ReaL labels, the ImageNet-A index list, the ImageNet synsets) are used, so no extra download is
-needed for them. A path is only checked when an evaluator needs it, with a one-sentence error naming the layout.
+needed for them. `roots.check(evaluators)` looks, in seconds, at every file and folder those evaluators will read
+(a run calls it before training, so a missing `shankar/` surfaces before 300 epochs, not after); each evaluator
+checks its own paths again when it runs. Both end in one sentence naming the path, its expected layout and how to
+provide it, in the words of the entry point the user came through (`given_by`: make's IMAGENET_ROOT or the
+evaluation CLIs' --data-root).
 """
 from __future__ import annotations
 
@@ -28,6 +32,16 @@ LAYOUTS = {
     "bgc": "<bgc>/{original,only_bg_t,mixed_same,mixed_rand,...}/val/<NN_class>/<image>, "
            "<bgc>/fg_mask/val/<NN_class>/<stem>.npy and <bgc>/in_to_in9.json",
 }
+# The full-scale tree under one data root (IMAGENET_ROOT for make, --data-root for the evaluation CLIs).
+FULL_TREE = """\
+  val/<wnid>/ILSVRC2012_val_*.JPEG            imagenetv2/imagenetv2-<variant>-format-val/<0..999>/
+  imagenet-a/<wnid>/                          imagenet-c/<corruption>/<1..5>/<wnid>/ (optional)
+  bg_challenge/<variant>/val/ + in_to_in9.json  shankar/human_accuracy_v3.0.0.json"""
+FULL_FOLDERS = "val/, imagenetv2/, imagenet-a/, imagenet-c/, bg_challenge/ and shankar/"
+# How the user told us where the data is, so a missing-data error names the right knob: 'make' (make and
+# results.make read IMAGENET_ROOT, pretrain/config.py), 'cli' (eval_real/run.py, robustness/run.py: --data-root),
+# None (the Python API: both are named).
+GIVEN_BY = ("make", "cli", None)
 
 
 def timm_info(name: str) -> Path:
@@ -55,6 +69,31 @@ class DataRoots:
     imagenet_c: Path | None = None
     imagenet_c_images: int | None = None
     bgc: Path | None = None
+    given_by: str | None = None  # GIVEN_BY: the entry point's way to point at the data, named by missing-data errors
+
+    def __post_init__(self):
+        if self.given_by not in GIVEN_BY:
+            raise ValueError(f"given_by must be one of {GIVEN_BY}, got {self.given_by!r}")
+
+    def fix_hint(self) -> str:
+        """How to provide missing evaluation data, in the words of the entry point the user came through."""
+        if self.scale == "mini":
+            hint = "regenerate the mini world (`python -m relabel.data --out data`)"
+            return hint + (" or pass --data-root WORLD_DIR" if self.given_by == "cli" else "")
+        how = {"make": f"set IMAGENET_ROOT to the folder that holds {FULL_FOLDERS} (the tree in README § Full "
+                       f"scale)",
+               "cli": f"pass --data-root DIR, the folder that holds {FULL_FOLDERS} (see --help)",
+               None: f"point IMAGENET_ROOT (make, results.make) or --data-root (eval_real/run.py, "
+                     f"robustness/run.py) at the folder that holds {FULL_FOLDERS}"}[self.given_by]
+        return f"put the dataset there or {how}"
+
+    def check(self, evaluators, **options) -> None:
+        """Raises `DatasetMissing` (a FileNotFoundError) with one sentence for the first file or folder the named
+        evaluators (relabel.evaluators names: val, v2-*, real, shankar, fgsm, imagenet-a, imagenet-c, bgc) will
+        read that is missing or does not look like its layout; a run calls it with the evaluators it will write,
+        before training. `options`: the evaluator options (c_corruptions, c_severities, ...) the run will use."""
+        from relabel.evaluators import check_data
+        check_data(evaluators, self, **options)
 
     @classmethod
     def mini(cls, world: str | Path, **overrides) -> "DataRoots":
@@ -94,28 +133,30 @@ class DataRoots:
             v2={v: under("imagenetv2", f"imagenetv2-{v}-format-val") for v in V2_VARIANTS} if r else {},
             imagenet_a=under("imagenet-a"), imagenet_a_indices=timm_info("imagenet_a_indices.txt"),
             imagenet_c=c_default if c_default is not None and c_default.is_dir() else None,
-            imagenet_c_images=None, bgc=under("bg_challenge"))
+            imagenet_c_images=None, bgc=under("bg_challenge"), given_by=None)
         unknown = sorted(set(paths) - set(defaults))
         if unknown:
             raise ValueError(f"unknown DataRoots field(s) {unknown}; valid: {sorted(defaults)}")
-        defaults.update({k: (Path(v) if isinstance(v, (str, Path)) else v) for k, v in paths.items()})
+        defaults.update({k: (Path(v) if isinstance(v, (str, Path)) and k != "given_by" else v)
+                         for k, v in paths.items()})
         if isinstance(defaults["v2"], Mapping):
             defaults["v2"] = {k: Path(v) for k, v in defaults["v2"].items() if v is not None}
         return cls(**defaults)
 
     @classmethod
-    def for_scale(cls, scale: str, root: str | Path | None = None) -> "DataRoots":
+    def for_scale(cls, scale: str, root: str | Path | None = None, given_by: str | None = "cli") -> "DataRoots":
         """mini: a world folder, or a folder holding the default world (default: <repo>/data, where the default
-        world is generated if missing); full: the data root (required)."""
+        world is generated if missing); full: the data root (required). `given_by`: see GIVEN_BY (the CLIs')."""
         if scale == "mini":
             from relabel.data import ensure_world, make_config, world_name
             if root is None:
                 root = ensure_world(REPO_ROOT / "data", seed=0, log=lambda _: None)
             elif not (Path(root) / "world.json").is_file():
                 root = Path(root) / world_name(0, make_config())  # a folder of worlds, as `--out` made it
-            return cls.mini(root)
+            return cls.mini(root, given_by=given_by)
         if scale == "full":
             if root is None:
-                raise FileNotFoundError("full scale needs the folder that holds the datasets; pass --data-root.")
-            return cls.full(root)
+                how = "set IMAGENET_ROOT" if given_by == "make" else "pass --data-root DIR"
+                raise FileNotFoundError(f"full scale needs the folder that holds {FULL_FOLDERS}; {how}.")
+            return cls.full(root, given_by=given_by)
         raise ValueError(f"scale must be 'mini' or 'full', got '{scale}'")
