@@ -170,7 +170,7 @@ def annotation_rate(device: str, model_name: str, size: int, batch: int, iters: 
     """Annotator images/s: fully-convolutional forward + top-5 (random weights; speed only)."""
     import timm
 
-    from relabel.annotator import label_map, topk_label_map
+    from relabel.fully_conv import label_map, topk_label_map
 
     dev = torch.device(device)
     sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)

@@ -49,8 +49,8 @@ ROWS = {
 
 
 @dataclass(frozen=True)
-class AnnotatorConfig(StrictConfig):
-    """The machine annotator: a timm multi-label classifier read fully-convolutionally (relabel.annotator)."""
+class CocoAnnotatorConfig(StrictConfig):
+    """The machine annotator: a timm multi-label classifier read fully-convolutionally (relabel.fully_conv)."""
     checkpoint: str = ""  # full: a .safetensors/.pth multi-label checkpoint (classes in COCO's sorted-id order)
     arch: str = ""  # full: timm name when the checkpoint does not say (e.g. 'tresnet_xl')
     init: str = ""  # mini: launcher experiment whose checkpoint it is fine-tuned from
@@ -81,7 +81,7 @@ class MultiLabelConfig(StrictConfig):
     # architecture `arch`; see INIT_ENV). The classifier is replaced by a new num_classes-way FC.
     init: str
     train: TrainConfig  # the recipe; model/model_kwargs come from the init checkpoint at mini
-    annotator: AnnotatorConfig
+    annotator: CocoAnnotatorConfig
     map_grid: tuple = (20, 20)  # oracle maps are resized to the machine maps' grid
     oracle_k: int = 5
     init_seed: int = 0
@@ -124,7 +124,7 @@ def get_config(scale: str, arch: str = "resnet50", row: str = "baseline", seed: 
             train_images=str(root / "train2017"), train_annotations=str(root / "annotations/instances_train2017.json"),
             val_images=str(root / "val2017"), val_annotations=str(root / "annotations/instances_val2017.json"),
             init=full_init(arch), train=train,
-            annotator=AnnotatorConfig(checkpoint=os.environ.get("RELABEL_COCO_ANNOTATOR_CKPT", ""),
+            annotator=CocoAnnotatorConfig(checkpoint=os.environ.get("RELABEL_COCO_ANNOTATOR_CKPT", ""),
                                       arch=os.environ.get("RELABEL_COCO_ANNOTATOR_ARCH", "tresnet_xl"),
                                       input_size=640, k=10, score_dtype="float16"),
             map_grid=(20, 20), oracle_k=10, eval_input=size, eval_batch=128, workers=8)
@@ -142,7 +142,7 @@ def get_config(scale: str, arch: str = "resnet50", row: str = "baseline", seed: 
             train_images=str(coco / "train"), train_annotations=str(coco / "annotations/instances_train.json"),
             val_images=str(coco / "val"), val_annotations=str(coco / "annotations/instances_val.json"),
             init=f"experiment:pretrain/{arch}/original", train=train,
-            annotator=AnnotatorConfig(init="annotator/default", train=annotator_train,
+            annotator=CocoAnnotatorConfig(init="annotator/default", train=annotator_train,
                                       extra_images=str(world / "extra"), input_size=48,
                                       read_kwargs={"output_stride": 8}, k=10, score_dtype="float32"),
             map_grid=(6, 6), oracle_k=5, eval_input=48, eval_batch=150, workers=0, cache_images=True)

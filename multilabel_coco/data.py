@@ -1,6 +1,6 @@
 """COCO multi-label splits: image paths, multi-hot targets and class names from an instances JSON (pycocotools).
 
-An image's label set is the set of categories of its instances (REFERENCES.md, COCO); columns follow the sorted
+An image's label set is the set of categories of its instances (docs/references.md, COCO); columns follow the sorted
 category ids (COCO's 80 ids run 1..90 with gaps, so ids are never column numbers). Images without any instance
 stay in the split with an all-zero target, as in the usual COCO multi-label protocol. The mini world writes the
 same files (`coco/{train,val}/`, `coco/annotations/instances_{train,val}.json`), so one reader serves both scales.

@@ -5,7 +5,7 @@ the distinct score thresholds, from the highest down — scikit-learn's `average
 interpolation; tied scores form one threshold, so their order does not matter). A class without positive images
 has no defined recall; scikit-learn returns 0 with a warning for it, which would lower the mean for a reason that
 has nothing to do with the model, so such classes are left out of the mean and counted in `classes_without_positives`
-(full COCO val has none; REFERENCES.md: the metric is the per-class AP of scikit-learn, averaged).
+(full COCO val has none; docs/references.md: the metric is the per-class AP of scikit-learn, averaged).
 """
 from __future__ import annotations
 

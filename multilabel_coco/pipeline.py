@@ -22,11 +22,11 @@ from multilabel_coco.metrics import mean_average_precision
 from multilabel_coco.oracle import build_oracle_store
 from relabel import launch
 from relabel.annotate import annotate, whole_image_transform
-from relabel.evaluate import predict
+from relabel.metrics import predict
 from relabel.data.readers import list_class_folders
 from relabel.loader import EvalSet, Sample, TrainSet
 from relabel.dist import is_main
-from relabel.records import write_json_atomic
+from relabel.records import file_sha256, write_json_atomic
 from relabel.store import LabelMapStore, dataset_fingerprint, file_sizes
 from relabel.train import TrainConfig, train, train_transform_for
 
@@ -163,7 +163,7 @@ def machine_store(cfg: MultiLabelConfig, split: CocoSplit) -> tuple[LabelMapStor
     if not ckpt.is_file():
         raise FileNotFoundError(f"the multi-label annotator checkpoint {ckpt} does not exist; point "
                                 "RELABEL_COCO_ANNOTATOR_CKPT at the file")
-    sha = launch.file_sha256(ckpt)
+    sha = file_sha256(ckpt)
     name = "machine" if a.train is not None else f"machine@sha-{sha[:12]}"  # (mini names as they were)
     path = _root(cfg) / "stores" / f"{name}-{a.input_size}px-k{a.k}-{a.score_dtype}"
     ident = {"annotator_sha256": sha, "input_size": a.input_size, "k": a.k, "score_dtype": a.score_dtype,

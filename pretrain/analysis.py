@@ -1,8 +1,6 @@
 """Figure 5: how confident the pooled label of a random crop is, as a function of the crop's IoU with the object."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import torch
 from torchvision.transforms import RandomResizedCrop
@@ -13,13 +11,12 @@ from relabel.pooling import label_pool
 BINS = np.linspace(0.0, 1.0, 11)  # IoU = 0 is its own bin; then (0, 0.1], ..., (0.9, 1]
 
 
-def label_confidence(cfg, store, seed: int = 0, n_images: int = 1000, crops_per_image: int = 20) -> tuple[dict, int]:
+def label_confidence(ann: list[dict], store, seed: int = 0, n_images: int = 1000,
+                     crops_per_image: int = 20) -> tuple[dict, int]:
     """Mean max-softmax of LabelPooling over RandomResizedCrop(0.08–1) crops, binned by the crop's best IoU with
-    the boxes of the image's labelled class (paper Fig. 5: 5M crops of ImageNet train)."""
-    from pretrain.artifacts import world_dir
-    if cfg.scale != "mini":
-        raise NotImplementedError("Fig. 5 at full scale needs ImageNet train boxes; not wired yet")
-    ann = json.loads((world_dir(cfg) / "train" / "annotations.json").read_text())["images"]
+    the boxes of the image's labelled class (paper Fig. 5: 5M crops of ImageNet train). `ann`: the train images
+    with their boxes (`pretrain.artifacts.train_annotations`: file, width, height, label, objects of class/box);
+    `store`: the label maps of those files. Returns (metrics, how many images were sampled)."""
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(ann), size=min(n_images, len(ann)), replace=False)
     ious, boxes_n, rows = [], [], []

@@ -17,20 +17,23 @@ from pathlib import Path
 
 import torch
 
+from pretrain import oracle
 from pretrain.config import ANNOTATORS, annotator_config
 from relabel import dist, launch
+from relabel import evaluators as E
 from relabel.annotate import annotate
 from relabel.checkpoint import load_model, read_meta, save_model
-from relabel.data.readers import list_class_folders
+from relabel.costs import model_stats
+from relabel.data import ensure_world
+from relabel.data.readers import list_class_folders, read_voc_boxes
 from relabel.loader import Sample, TrainSet
-from relabel.records import config_hash, write_json_atomic
+from relabel.records import config_hash, file_sha256, write_json_atomic
 from relabel.store import LabelMapStore, dataset_fingerprint, file_sizes, import_official
 from relabel.train import set_aside_stale, train, train_transform_for
 
 
 def world_dir(cfg) -> Path:
     if cfg.scale == "mini":
-        from relabel.data import ensure_world
         return ensure_world(cfg.data_root, seed=0, log=lambda m: print(m, flush=True))
     root = Path(cfg.data_root)
     if not (root / "train").is_dir():
@@ -135,7 +138,7 @@ def annotator_identity(cfg, name: str = "default") -> dict:
     if not Path(a.checkpoint).is_file():
         raise launch.RecipeUnavailable(f"the annotator checkpoint {a.checkpoint} (annotator '{name}') does not "
                                        "exist; point the variable at a .safetensors file")
-    return {"checkpoint_sha256": launch.file_sha256(a.checkpoint)}
+    return {"checkpoint_sha256": file_sha256(a.checkpoint)}
 
 
 def recipe_annotators(cfg, names) -> dict:
@@ -160,14 +163,12 @@ def annotator_train_seconds(cfg, name: str = "default") -> float:
 
 def annotator_gflops(cfg, name: str = "default") -> float:
     """Multiply-adds (G) of one annotation forward: the dense-map reading at the annotator's input size."""
-    from pretrain.experiments import model_stats
     return model_stats(annotator(cfg, name)[0], annotator_config(cfg, name).input_size)["gflops"]
 
 
 def teacher(cfg, name: str) -> tuple[torch.nn.Module, int, float]:
     """A KD teacher (Fig. 6): the annotator `name` as a plain classifier in eval mode, the input size it was
     trained at (the student's crop is resized to it, App. D.3) and its multiply-adds (G) per forward there."""
-    from pretrain.experiments import model_stats
     model = load_model(annotator_checkpoint(cfg, name))
     size = annotator_config(cfg, name).input_size
     return model, size, model_stats(model, size)["gflops"]
@@ -240,7 +241,6 @@ def _store_of(cfg, root: Path, paths: list[str], dtype: str, k: int, annotator_n
                             sizes=file_sizes(root, paths))  # fingerprinted as its derived stores are
             job = {"seconds": 0.0, "source": "official"}
         elif annotator_name == "oracle":  # mini only: the world's own masks as the annotator (pretrain/oracle.py)
-            from pretrain import oracle
             oracle.build_store(root, paths, base, cfg.target.num_classes, oracle_grid(cfg), k=kb)
             job = None
         else:  # collective: every rank annotates its shard (relabel.annotate), rank 0 holding the lock
@@ -381,14 +381,20 @@ def clean_list(cfg) -> set[str]:
     return {l for l in out.read_text().splitlines() if l}
 
 
+def train_annotations(cfg) -> list[dict]:
+    """The train images with their objects' boxes (the mini world's train/annotations.json 'images': file, width,
+    height, label, objects of class and box), for Fig. 5."""
+    if cfg.scale != "mini":
+        raise NotImplementedError("Fig. 5 at full scale needs ImageNet train boxes; not wired yet")
+    return json.loads((world_dir(cfg) / "train" / "annotations.json").read_text())["images"]
+
+
 def val_boxes(cfg) -> tuple[list, list, str]:
     """Boxes of each val image's labelled class and image sizes (width, height), for Fig. 2."""
     if cfg.scale == "mini":
         ann = json.loads((world_dir(cfg) / "val" / "annotations.json").read_text())
         boxes = [[o["box"] for o in im["objects"] if o["class"] == im["label"]] for im in ann["images"]]
         return boxes, [(im["width"], im["height"]) for im in ann["images"]], "val"
-    import os
-    from relabel.data.readers import read_voc_boxes
     folder = os.environ.get("IMAGENET_VAL_BOXES")
     if not folder:
         raise FileNotFoundError("set IMAGENET_VAL_BOXES to the folder of ImageNet val bounding-box XML files")
@@ -401,7 +407,6 @@ def val_boxes(cfg) -> tuple[list, list, str]:
 
 
 def data_roots(cfg):
-    from relabel import evaluators as E
     # given_by='make': a missing-data error names IMAGENET_ROOT, the knob of make / results.make (not --data-root)
     return (E.DataRoots.mini(world_dir(cfg), given_by="make") if cfg.scale == "mini"
             else E.DataRoots.full(cfg.data_root, given_by="make"))

@@ -1,7 +1,8 @@
-"""Registers the pretraining experiments with the launcher: targets per (arch, row), the annotator, Figs. 2 and 5.
+"""Registers the pretraining experiments with the launcher: the tables' targets, the annotators, Figs. 2 and 5.
 
-`pretrain/<arch>/<row>` trains one target (resuming if killed), saves `model.safetensors` in its workdir and
-writes one record per requested evaluator. Shared artifacts — the mini world, the annotator, the label-map stores
+`pretrain/<arch>/<row>` (the ids of TARGETS, written out; any other pair runs by hand: `python -m pretrain`) trains
+one target (resuming if killed), saves `model.safetensors` in its workdir and writes one record per requested
+evaluator. Shared artifacts — the mini world, the annotator, the label-map stores
 and the label-cleaning list — are built once per scale under `runs/<scale>/` behind a file lock, so concurrent
 jobs never build them twice. Each target seed reuses the same annotator and stores (as every paper row reuses the
 released maps). `annotator/<name>` records each machine annotator's own accuracy (Fig. 4's x axis); KD rows
@@ -12,12 +13,14 @@ from __future__ import annotations
 
 import time
 
-import torch
-
 from pretrain import artifacts as A
-from pretrain.config import ANNOTATORS, ARCHS, ROWS, annotator_config, get_config, target_config
+from pretrain.analysis import label_confidence
+from pretrain.config import ARCHS, ROWS, annotator_config, get_config, target_config
+from relabel import evaluators as E
 from relabel import launch
 from relabel.checkpoint import load_model, save_model
+from relabel.costs import model_stats, training_cost
+from relabel.data.stats import crop_iou_stats
 from relabel.loader import TrainSet
 from relabel.records import make_record
 from relabel.train import TrainConfig, set_aside_stale, train, train_transform_for
@@ -27,22 +30,9 @@ TARGET_EVALUATORS = ("val", "v2-top-images", "v2-matched-frequency", "v2-thresho
                      "fgsm", "imagenet-a", "imagenet-c", "bgc", "cost")
 
 
-def model_stats(model, input_size: int) -> dict:
-    """Parameters (M) and multiply-adds per image (G, 'FLOPs' in the paper's sense) at the training input size."""
-    from torch.utils.flop_counter import FlopCounterMode
-    params = sum(p.numel() for p in model.parameters()) / 1e6
-    was = model.training
-    model.eval()
-    with FlopCounterMode(display=False) as fc, torch.no_grad():
-        model(torch.zeros(1, 3, input_size, input_size, device=next(model.parameters()).device))
-    model.train(was)
-    return {"params_m": params, "gflops": fc.get_total_flops() / 2 / 1e9}
-
-
 def record_evaluations(ctx, model, train_cfg, cfg, dataset: dict, extra_metrics: dict | None = None,
                        cost: dict | None = None) -> None:
     """One record per evaluator the launcher asked for (and 'val' always, the final-step evaluation)."""
-    from relabel import evaluators as E
     wanted = set(ctx.evaluators) | {"val"}
     roots = A.data_roots(cfg)
     cache = {}  # val logits are shared by val, ReaL and Shankar
@@ -73,7 +63,7 @@ def run_target(ctx, arch: str, row: str) -> None:
     spec = ROWS[row]
     tcfg = target_config(cfg, arch, row, ctx.seed)
     # every evaluation set this run will read is checked before training (not after 300 epochs)
-    A.data_roots(cfg).check(sorted((set(ctx.evaluators) | {"val"}) - {"cost"}))
+    E.check_data(sorted((set(ctx.evaluators) | {"val"}) - {"cost"}), A.data_roots(cfg))
     store, annotation_s, annotated = None, 0.0, 0
     if spec.extra:  # Table 5: train + the extra split re-labelled by the annotator, class-balanced
         root, samples, store, annotation_s = A.train_with_extra(cfg, spec.store_dtype, spec.store_k, spec.annotator)
@@ -112,32 +102,85 @@ def run_target(ctx, arch: str, row: str) -> None:
     record_evaluations(ctx, res.model, tcfg, ecfg, dataset, stats, cost)
 
 
-def training_cost(res, student_gflops: float, teacher_gflops: float = 0.0, annotation_s: float = 0.0,
-                  annotated: int = 0, annotator_gflops: float = 0.0) -> dict:
-    """Fig. 6's cost of one run, measured: wall-clock (training, which includes KD's teacher forwards, plus the
-    annotation job a ReLabel row's store took) and multiply-adds (G) spent producing labels — a teacher forward
-    per training image for KD, one annotator forward per annotated image for ReLabel. Training the teacher or
-    annotator is not counted (the paper takes both pretrained)."""
-    teacher_total = res.teacher_forwards * teacher_gflops
-    annotation_total = annotated * annotator_gflops
-    return {"wall_s": res.wall_s + annotation_s, "train_wall_s": res.wall_s, "annotation_wall_s": annotation_s,
-            "images_seen": res.images_seen, "teacher_forwards": res.teacher_forwards,
-            "teacher_gflops": teacher_total, "annotation_images": annotated, "annotation_gflops": annotation_total,
-            "label_gflops": teacher_total + annotation_total,
-            "student_gflops": 3.0 * res.images_seen * student_gflops,  # forward + backward ≈ 3 forwards
-            "total_gflops": 3.0 * res.images_seen * student_gflops + teacher_total + annotation_total}
+# The pretraining experiments: exactly the cells the tables and figures read (results/tables.py names each by this
+# same string), which include the backbones other sections take through launch.ensure_checkpoint — transfer/
+# (Tables 8, 9: resnet50 original and relabel) and multilabel_coco/ (Table 10: resnet50 and resnet101 original).
+# Every other (architecture, row) of pretrain.config runs by hand, `python -m pretrain ARCH ROW`, and feeds no
+# table. tests/test_experiments_cli.py keeps this list and the tables' ids equal.
+TARGETS = (
+    # ResNet-50 on every label source of pretrain.config.ROWS
+    "pretrain/resnet50/original",  # Tables 2-7, Figs. 4 and 6; the baseline backbone of Tables 8-10
+    "pretrain/resnet50/relabel",  # Tables 2-7, Figs. 4 and 6; the ReLabel backbone of Tables 8, 9
+    "pretrain/resnet50/localized_single",  # Table 2
+    "pretrain/resnet50/global_multi",  # Table 2
+    "pretrain/resnet50/global_single",  # Table 2
+    "pretrain/resnet50/relabel_oracle",  # Table 2's extra row (mini only), Fig. 4's oracle point
+    "pretrain/resnet50/label_smoothing",  # Tables 3, A1
+    "pretrain/resnet50/label_cleaning",  # Tables 3, A1
+    "pretrain/resnet50/relabel_fp16",  # Table 6
+    "pretrain/resnet50/relabel_int8",  # Table 6
+    "pretrain/resnet50/relabel_top1",  # Table 6 (k explored in the text)
+    "pretrain/resnet50/relabel_top3",  # Table 6
+    "pretrain/resnet50/relabel_top10",  # Table 6
+    "pretrain/resnet50/relabel_mix_onehot",  # Table 6
+    "pretrain/resnet50/relabel_cutmix",  # Tables 5, 7
+    "pretrain/resnet50/relabel_cutmix_extra",  # Tables 5, 7
+    "pretrain/resnet50/relabel_ann-w025",  # Fig. 4
+    "pretrain/resnet50/relabel_ann-w05",  # Fig. 4
+    "pretrain/resnet50/relabel_ann-e2",  # Fig. 4
+    "pretrain/resnet50/relabel_ann-e6",  # Fig. 4
+    "pretrain/resnet50/kd_ann-w025",  # Fig. 6
+    "pretrain/resnet50/kd_ann-w05",  # Fig. 6
+    "pretrain/resnet50/kd_ann-e6",  # Fig. 6
+    "pretrain/resnet50/kd_ann-default",  # Fig. 6
+    # Table 4: every architecture, vanilla and ReLabel (and Table 5's ResNet-101 rows)
+    "pretrain/resnet18/original",
+    "pretrain/resnet18/relabel",
+    "pretrain/resnet101/original",  # Tables 4, 5; the ResNet-101 backbone of Table 10
+    "pretrain/resnet101/relabel",  # Tables 4, 5
+    "pretrain/resnet101/relabel_cutmix",  # Table 5
+    "pretrain/efficientnet_b0/original",
+    "pretrain/efficientnet_b0/relabel",
+    "pretrain/efficientnet_b1/original",
+    "pretrain/efficientnet_b1/relabel",
+    "pretrain/efficientnet_b2/original",
+    "pretrain/efficientnet_b2/relabel",
+    "pretrain/efficientnet_b3/original",
+    "pretrain/efficientnet_b3/relabel",
+    "pretrain/rexnet_100/original",
+    "pretrain/rexnet_100/relabel",
+)
+
+
+def target_id(arch: str, row: str) -> str:
+    """The experiment id of a target (`pretrain/<arch>/<row>`), after checking both names."""
+    if arch not in ARCHS:
+        raise KeyError(f"unknown architecture '{arch}'; known: {', '.join(ARCHS)}")
+    if row not in ROWS:
+        raise KeyError(f"unknown pretraining row '{row}'; known: {', '.join(ROWS)}")
+    return f"pretrain/{arch}/{row}"
+
+
+def target_experiment(arch: str, row: str) -> launch.Experiment:
+    """The target `arch` trained on the labels of `row`: what TARGETS registers, and what `python -m pretrain`
+    runs for any other (arch, row) of pretrain.config."""
+    exp_id, spec = target_id(arch, row), ROWS[row]
+
+    def run(ctx):
+        run_target(ctx, arch, row)
+
+    def recipe(scale, seed):
+        cfg = get_config(scale)  # + the external annotators (checkpoint sha256, release) it reads
+        return {**target_config(cfg, arch, row, seed).to_dict(), **A.recipe_annotators(cfg, _reads(spec))}
+    return launch.Experiment(exp_id, frozenset(TARGET_EVALUATORS), run, f"{arch} trained with the '{row}' labels",
+                             _needs(spec), recipe)
 
 
 def _register_targets():
-    for arch in ARCHS:
-        for row, spec in ROWS.items():
-            def run(ctx, arch=arch, row=row):
-                run_target(ctx, arch, row)
-            def recipe(scale, seed, arch=arch, row=row, spec=spec):
-                cfg = get_config(scale)  # + the external annotators (checkpoint sha256, release) it reads
-                return {**target_config(cfg, arch, row, seed).to_dict(), **A.recipe_annotators(cfg, _reads(spec))}
-            launch.register(f"pretrain/{arch}/{row}", TARGET_EVALUATORS,
-                            doc=f"{arch} trained with the '{row}' labels", needs=_needs(spec), recipe=recipe)(run)
+    for exp_id in TARGETS:
+        _, arch, row = exp_id.split("/")
+        exp = target_experiment(arch, row)
+        launch.register(exp.id, exp.evaluators, doc=exp.doc, needs=exp.needs, recipe=exp.recipe)(exp.run)
 
 
 def _reads(spec) -> tuple:
@@ -174,8 +217,13 @@ def _annotator_recipe(scale: str, seed: int, name: str) -> dict:
     return {**TrainConfig().to_dict(), **A.recipe_annotators(cfg, (name,))}
 
 
-for _name in ANNOTATORS:
-    launch.register(f"annotator/{_name}", ("val", "real"), doc=f"the machine annotator '{_name}' (Fig. 4)",
+# Fig. 4's x axis: each machine annotator of pretrain.config.ANNOTATORS read as a plain classifier (results/tables.py
+# names these ids). `annotator/default` is also the checkpoint Table 10's COCO annotator is fine-tuned from
+# (multilabel_coco, through launch.ensure_checkpoint).
+ANNOTATOR_EXPERIMENTS = {"annotator/w025": "w025", "annotator/w05": "w05", "annotator/e2": "e2",
+                         "annotator/e6": "e6", "annotator/default": "default"}
+for _id, _name in ANNOTATOR_EXPERIMENTS.items():
+    launch.register(_id, ("val", "real"), doc=f"the machine annotator '{_name}' (Fig. 4)",
                     needs=("annotator",) if _name == "default" else (f"annotator/{_name}",),
                     recipe=lambda scale, seed, _name=_name: _annotator_recipe(scale, seed, _name))(
         lambda ctx, _name=_name: run_annotator(ctx, _name))
@@ -183,7 +231,6 @@ for _name in ANNOTATORS:
 
 @launch.register("analysis/crop_iou", ("crop_iou",), doc="Fig. 2: random crops vs ground-truth boxes")
 def run_crop_iou(ctx) -> None:
-    from relabel.data.stats import crop_iou_stats
     cfg = get_config(ctx.scale)
     t0 = time.time()
     boxes, sizes, split = A.val_boxes(cfg)
@@ -206,11 +253,10 @@ def _fig5_recipe(scale, seed=0):
 @launch.register("analysis/label_confidence", ("crop_conf",), doc="Fig. 5: pooled-label confidence vs crop IoU",
                  needs=("annotator",), recipe=_fig5_recipe)
 def run_label_confidence(ctx) -> None:
-    from pretrain.analysis import label_confidence
     cfg = get_config(ctx.scale)
     t0 = time.time()
     store, _ = A.label_store(cfg, "float32", 5)
-    metrics, n = label_confidence(cfg, store, seed=ctx.seed)
+    metrics, n = label_confidence(A.train_annotations(cfg), store, seed=ctx.seed)
     ctx.append(make_record(experiment=ctx.experiment, evaluator="crop_conf", metrics=metrics,
                            config={"store": str(store.path), "crops_per_image": 20, "scale": [0.08, 1.0],
                                    "train": _fig5_recipe(ctx.scale)},  # the annotator behind the maps

@@ -1,6 +1,6 @@
 """The annotation job: image folder → top-k label-map store, with a machine annotator (paper §3.1, Appendix B).
 
-Each image is resized whole to the annotator's input (no crop), read fully-convolutionally (`relabel.annotator`)
+Each image is resized whole to the annotator's input (no crop), read fully-convolutionally (`relabel.fully_conv`)
 and its top-k classes per location are written into one `LabelMapStore`. The job is sharded over `torchrun`
 ranks (rank r takes every r-th missing image; only rank 0 creates and finalizes the store) and resumable: rows
 are written chunk by chunk with a per-row 'written' flag, so a killed job continues where it stopped and its
@@ -28,7 +28,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms as T
 
-from relabel.annotator import NotFullyConvolutional, label_map, topk_label_map
+from relabel.fully_conv import NotFullyConvolutional, label_map, topk_label_map
 from relabel.dist import DistInfo, agree, barrier, init_distributed
 from relabel.loader import IMAGENET_MEAN, IMAGENET_STD, EvalSet
 from relabel.progress import bar as progress_bar

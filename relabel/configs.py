@@ -58,3 +58,19 @@ def env_overrides() -> dict:
     if not isinstance(out, dict):
         raise ConfigError(f"{SET_ENV} must hold a JSON object of overrides, got {text!r}")
     return out
+
+
+def export_overrides(items, check) -> dict:
+    """`--set KEY=VALUE` items → {key: value} (parse_overrides), refused by `check(overrides)` with a ConfigError
+    before anything runs (an unknown key, a value of the wrong kind), then handed to every run of this process and
+    of its children through SET_ENV (worker processes and torchrun ranks inherit it). The one way a CLI sets
+    overrides: `results.make --set` and `python -m pretrain --set`."""
+    import json
+    import os
+    over = parse_overrides(items)
+    if not over:
+        return over
+    os.environ.pop(SET_ENV, None)  # checked against the recipe without earlier overrides
+    check(over)
+    os.environ[SET_ENV] = json.dumps(over)
+    return over

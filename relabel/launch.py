@@ -1,6 +1,6 @@
 """The experiment launcher: one registry mapping experiment ids to the code that produces their records.
 
-Section folders (`pretrain/`, `eval_real/`, ...) register experiments in their `experiments.py` with
+Section folders (`pretrain/`, `transfer/`, `multilabel_coco/`) register experiments in their `experiments.py` with
 `@register(...)`; `results.make` asks the registry to run whatever a table's missing cells need. An experiment is
 a config at a scale; its run function receives a `RunContext` (scale, seed, which evaluators' records are missing,
 where to write records and files) and appends one record per evaluator with `relabel.records.append`. Runs must be
@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from relabel import records as R
-from relabel.records import file_sha256  # noqa: F401  (re-exported: launch.file_sha256)
 
-# Modules that register experiments. Imported lazily by `discover()`; a section that does not exist yet is skipped.
-SECTION_MODULES = ("pretrain.experiments", "eval_real.experiments", "robustness.experiments",
-                   "transfer.experiments", "multilabel_coco.experiments")
+# The modules that register experiments, named exactly: `discover()` imports each, and a missing or misspelt one
+# raises. eval_real/ and robustness/ register none: their tables read the evaluator records of pretrain's targets.
+SECTION_MODULES = ("pretrain.experiments", "transfer.experiments", "multilabel_coco.experiments")
 
 
 @dataclass(frozen=True)
@@ -105,15 +104,11 @@ def current_records(records: list, registry: dict) -> tuple[list, int]:
 
 
 def discover() -> dict[str, Experiment]:
-    """Imports every section's experiments module once and returns the registry."""
+    """Imports every section's experiments module (SECTION_MODULES) once and returns the registry."""
     global _DISCOVERED
     if not _DISCOVERED:
         for name in SECTION_MODULES:
-            try:
-                importlib.import_module(name)
-            except ModuleNotFoundError as e:
-                if e.name not in (name, name.split(".")[0]):  # a real missing dependency inside the module
-                    raise
+            importlib.import_module(name)
         _DISCOVERED = True
     return dict(_REGISTRY)
 
@@ -374,6 +369,16 @@ def _set_aside_if_stale(path: Path, identity: dict, companions: Iterable, say: C
             set_aside(p, tag)
     say(f"{path} was made {'from other inputs (' + got + ')' if got else 'without an identity stamp'}: "
         f"set aside as .stale-{tag}, making it afresh")
+
+
+def user_errors() -> tuple:
+    """Errors a run raises for a cause the user can fix (missing data, a wrong checkpoint, a recipe that cannot run
+    as asked, a stray class folder, a diverged loss): the drivers print them as one sentence, not a traceback."""
+    from relabel.checkpoint import CheckpointError
+    from relabel.configs import ConfigError
+    from relabel.data.readers import UnknownClassFolder
+    from relabel.store import LabelStoreError
+    return (FileNotFoundError, CheckpointError, ConfigError, LabelStoreError, UnknownClassFolder, FloatingPointError)
 
 
 @contextlib.contextmanager

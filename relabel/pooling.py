@@ -24,7 +24,7 @@ Two box modes:
   grid cell centres sit at ``(c + 0.5) / w`` — torchvision ``roi_align(boxes * [w, h, w, h], aligned=True)``.
 * ``official=True``: reproduces naver-ai/relabel_imagenet exactly — boxes ``(top, left, bottom, right)
   * map_width - 0.5`` passed as torchvision's ``(x1, y1, x2, y2)`` with ``aligned=False`` — i.e. the
-  crop's vertical extent is pooled along the map's WIDTH axis (the transposed box, see REFERENCES.md),
+  crop's vertical extent is pooled along the map's WIDTH axis (the transposed box, see docs/references.md),
   and RoIs are widened to at least one cell.
 """
 from __future__ import annotations

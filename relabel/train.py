@@ -280,6 +280,26 @@ def cpu_bf16_native() -> bool:
         return False
 
 
+CPU_BF16_ENV = "RELABEL_CPU_BF16"  # auto (default) | 0: never | 1: always (emulated where not native: slow)
+
+
+def cpu_bf16_enabled() -> bool:
+    """Whether a recipe with `amp_cpu` trains in bf16 autocast on this CPU: where the CPU computes bf16 natively,
+    unless RELABEL_CPU_BF16=0 (e.g. to time the fp32 path every AVX2 laptop takes); RELABEL_CPU_BF16=1 forces it."""
+    mode = os.environ.get(CPU_BF16_ENV, "auto").strip().lower()
+    if mode not in ("auto", "0", "1"):
+        raise ValueError(f"{CPU_BF16_ENV} must be auto, 0 or 1, got '{mode}'")
+    return cpu_bf16_native() if mode == "auto" else mode == "1"
+
+
+def cpu_class() -> str:
+    """The CPU class the mini timings depend on: 'bf16-native' (AVX512-BF16 / AMX: the mini recipe trains in bf16)
+    or the vector ISA PyTorch dispatches to ('AVX2', 'AVX512', 'DEFAULT' ...: fp32), as
+    torch.backends.cpu.get_cpu_capability() reports it. To emulate an AVX2 laptop on a bf16 machine:
+    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 (oneDNN then reports no bf16 either)."""
+    return "bf16-native" if cpu_bf16_native() else torch.backends.cpu.get_cpu_capability()
+
+
 def keep_freed_memory() -> bool:
     """Makes glibc's malloc keep freed memory for reuse instead of returning it to the OS (CPU training only).
 
@@ -379,7 +399,7 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
 
     ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda"
                                                     else None) if info.world > 1 else model
-    amp = device.type == "cuda" or (cfg.amp_cpu and cpu_bf16_native())
+    amp = device.type == "cuda" or (cfg.amp_cpu and cpu_bf16_enabled())
     if amp:
         model.to(memory_format=torch.channels_last)
     local_bs = cfg.batch_size // info.world

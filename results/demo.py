@@ -13,6 +13,21 @@ from relabel import records as R
 from results import make, tables
 
 DEMO_TARGETS = ("fig2", "table2", "table3")
+# `make demo` from scratch (world, annotator, 12 runs) on 2 idle cores, JOBS=2, by CPU class: measured, not promised
+EXPECTED_MINUTES = {"bf16-native": ("~9", "8 min 35 s on a fresh clone, 2026-11-27"),
+                    "AVX2": ("~50", "measured on an AMD EPYC without AVX-512, issue 17")}
+
+
+def expected_time(cpu_class: str, bf16: bool) -> str:
+    """One line: the CPU class the mini timings depend on, the precision training will use, and how long the demo
+    took on that class here."""
+    line = f"CPU class: {cpu_class}, training in {'bf16 autocast' if bf16 else 'fp32'}"
+    if (cpu_class == "bf16-native") != bf16:
+        return line + " (RELABEL_CPU_BF16 overrides the default; no demo timing measured for this combination)"
+    if cpu_class not in EXPECTED_MINUTES:
+        return line + "; no demo timing measured for this CPU class yet"
+    minutes, how = EXPECTED_MINUTES[cpu_class]
+    return line + f"; expected {minutes} min on 2 cores ({how})"
 
 
 def main(argv=None) -> int:
@@ -27,7 +42,10 @@ def main(argv=None) -> int:
     except make.UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from relabel.train import cpu_bf16_enabled, cpu_class
     print(f"== running the demo targets ({', '.join(DEMO_TARGETS)}) at scale {a.scale}")
+    if a.scale == "mini":
+        print(f"== {expected_time(cpu_class(), cpu_bf16_enabled())}")
     # with Table 2's oracle row (an extra row): at mini scale it is what shows LabelPooling's effect
     make.make(DEMO_TARGETS, a.scale, seeds, jobs=a.jobs, extra_rows=True)
     print("== rendering every table and figure from the records that exist")

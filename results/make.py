@@ -22,17 +22,7 @@ RENDER_ROOT = Path(__file__).resolve().parent / "rendered"
 DEFAULT_SEEDS = (0,)
 
 
-def _run_errors() -> tuple:
-    """Errors a run raises for a cause the user can fix (missing data, wrong checkpoint, a recipe that cannot run
-    as asked, diverged loss)."""
-    from relabel.checkpoint import CheckpointError
-    from relabel.configs import ConfigError
-    from relabel.data.readers import UnknownClassFolder
-    from relabel.store import LabelStoreError
-    return (FileNotFoundError, CheckpointError, ConfigError, LabelStoreError, UnknownClassFolder, FloatingPointError)
-
-
-RUN_ERRORS = _run_errors()
+RUN_ERRORS = launch.user_errors()
 
 
 class UsageError(Exception):
@@ -51,22 +41,12 @@ def parse_seeds(text: str | None):
 def set_overrides(items, scale: str) -> dict:
     """Parses `--set key=value` options, checks them against the pretraining recipe of `scale` and hands them to
     every run (worker processes and torchrun ranks inherit the environment variable relabel.configs.SET_ENV)."""
-    import json
-    from relabel.configs import SET_ENV, ConfigError, parse_overrides
-    try:
-        over = parse_overrides(items)
-    except ConfigError as e:
-        raise UsageError(str(e)) from None
-    if not over:
-        return over
     from pretrain.config import apply_set, get_config
-    os.environ.pop(SET_ENV, None)
+    from relabel.configs import ConfigError, export_overrides
     try:
-        apply_set(get_config(scale), over)
+        return export_overrides(items, lambda over: apply_set(get_config(scale), over))
     except ConfigError as e:
         raise UsageError(str(e)) from None
-    os.environ[SET_ENV] = json.dumps(over)
-    return over
 
 
 def load_records(paths):
@@ -212,6 +192,73 @@ def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_
     return status
 
 
+def _cells_text(cells) -> str:
+    """`table3/relabel/{val,v2,real,shankar}`-style groups of (table, row, col) cells, in the tables' order."""
+    groups: dict = {}
+    for spec, row, col in cells:
+        note = " (extra row)" if row.extra else ""
+        groups.setdefault((spec.name, row.key, note), []).append(col.key)
+    return ", ".join(f"{t}/{r}/{cols[0] if len(cols) == 1 else '{' + ','.join(cols) + '}'}{note}"
+                     for (t, r, note), cols in groups.items())
+
+
+def list_experiments(targets=(), scale="mini", seeds=None, record_paths=(), log=print) -> int:
+    """`--list`: every experiment id of `targets` (no targets: of every table and figure, and every registered
+    experiment), the cells it fills, the seeds at which all those cells have a current record at `scale`, and
+    whether those cover the seeds asked for (--seeds, default 0). Reads records and recipes only: it trains,
+    builds and downloads nothing."""
+    specs = []
+    for name in targets or tables.ALL:
+        try:
+            specs.append(tables.get(name))
+        except tables.UnknownTable as e:
+            raise UsageError(e.args[0]) from None
+    for p in record_paths:
+        if not Path(p).is_file():
+            raise UsageError(f"records file '{p}' does not exist")
+    registry = launch.discover()
+    records = [r for r in load_records([R.default_records_path(scale), *map(Path, record_paths)])
+               if r["scale"] == scale]
+    current, _ = launch.current_records(records, registry)
+    want_seeds = tuple(seeds or DEFAULT_SEEDS)
+    cells: dict = {}  # experiment -> [(spec, row, col, source)], in the tables' order
+    for spec in specs:
+        for row in spec.rows:
+            for col, src in zip(spec.cols, row.sources):
+                if src is not None and scale in row.scales:
+                    cells.setdefault(src.experiment, []).append((spec, row, col, src))
+    if not targets:  # registered experiments no table reads (e.g. the COCO annotator's own mAP)
+        for exp_id in sorted(set(registry) - set(cells)):
+            cells[exp_id] = []
+    lines = []
+    for exp_id, where in cells.items():
+        # no cell (an experiment no table reads): the seeds with any current record of it
+        per_cell = [set(render.select(current, src, scale)) for *_, src in where] or [
+            {r["seed"] for r in current if r["experiment"] == exp_id}]
+        recorded = set.intersection(*per_cell)
+        partly = set.union(*per_cell) - recorded
+        seeds_text = ",".join(map(str, sorted(recorded))) or "—"
+        if partly:
+            seeds_text += f" ({','.join(map(str, sorted(partly)))} partly)"
+        lacking = sorted({s for *_, src in where for s in (src.seeds or want_seeds)
+                          if s not in render.select(current, src, scale)} if where else set(want_seeds) - recorded)
+        stale = sum(r["experiment"] == exp_id for r in records) - sum(r["experiment"] == exp_id for r in current)
+        state = "yes" if not lacking else f"no: seed {','.join(map(str, lacking))}"
+        if exp_id not in registry:
+            state += ", not registered"
+        if stale:
+            state += f" ({stale} stale)"
+        lines.append((exp_id, seeds_text, state,
+                      _cells_text((s, r, c) for s, r, c, _ in where) or "— (no table reads it)"))
+    head = ("experiment", "seeds recorded", f"current (seeds {','.join(map(str, want_seeds))})", "cells")
+    widths = [max(len(x[i]) for x in [head, *lines]) for i in range(3)]
+    log(f"{len(lines)} experiment(s) of {', '.join(s.name for s in specs)} at scale {scale}; records: "
+        f"{', '.join(str(p) for p in [R.default_records_path(scale), *record_paths])}")
+    for line in [head, *lines]:
+        log("  ".join(x.ljust(w) for x, w in zip(line, widths)) + "  " + line[3])
+    return 0
+
+
 def launch_rank0() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
@@ -246,7 +293,7 @@ def check_launch(scale: str, jobs: int) -> None:
 ENV_HELP = """environment variables:
   RELABEL_RUNS              where runs, checkpoints and records live (default: <repo>/runs)
   RELABEL_DATA              mini: where the mini world is generated (default: <repo>/data)
-full scale (see README § Full scale for the data tree):
+full scale (docs/full-scale.md has the data tree):
   IMAGENET_ROOT             ImageNet with train/<wnid>/*.JPEG and val/<wnid>/*.JPEG, and beside them the
                             evaluation sets tables 3/7 read: imagenetv2/, shankar/, imagenet-a/, imagenet-c/,
                             bg_challenge/
@@ -270,8 +317,11 @@ def main(argv=None) -> int:
         prog="python -m results.make", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=ENV_HELP,
         description="Run the experiments a paper table or figure needs (only cells without records) and render it "
                     "as Markdown, LaTeX and CSV (+ PNG for figures) under results/rendered/<scale>/.")
-    ap.add_argument("targets", nargs="+", metavar="TARGET",
+    ap.add_argument("targets", nargs="*", metavar="TARGET",
                     help=f"table/figure names: {', '.join(tables.TARGETS)} (or 'costs')")
+    ap.add_argument("--list", action="store_true",
+                    help="list every experiment id of the targets (or of all tables and figures), the cells it "
+                         "fills and whether current records exist at --scale/--seeds; runs and builds nothing")
     ap.add_argument("--scale", default="mini", choices=R.SCALES,
                     help="mini = bundled miniature world on CPU (default); full = real datasets on GPUs")
     ap.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default: run seed 0, show all recorded)")
@@ -295,6 +345,11 @@ def main(argv=None) -> int:
     sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a log file as they happen
     log = print if launch_rank0() else (lambda *_a, **_k: None)
     try:
+        if a.list:  # (under --set, the records of that recipe are the current ones)
+            set_overrides(a.set, a.scale)
+            return list_experiments(a.targets, a.scale, parse_seeds(a.seeds), a.records, log=log)
+        if not a.targets:
+            raise UsageError(f"name at least one TARGET ({', '.join(tables.TARGETS)}), or use --list")
         check_launch(a.scale, a.jobs)
         set_overrides(a.set, a.scale)
         return make(a.targets, a.scale, parse_seeds(a.seeds), a.dry_run, a.records, Path(a.out), jobs=a.jobs,

@@ -4,10 +4,14 @@ This module is the paper's numbers as data (transcribed in ../shared/paper/table
 checks them against that file) and the map from each cell to the (experiment, evaluator, metric) whose records
 fill it. Experiments are run by `relabel.launch`; `results.render` turns records + these specs into tables.
 Row and column keys are stable names used on the command line and in CSV output.
+
+Every experiment id is written out as a literal string, the same string its section registers it under (e.g.
+`pretrain/resnet50/relabel` in pretrain/experiments.py), so grepping an id of a rendered table finds both its
+table row here and the code that produces it; `python -m results.make --list` prints the map from ids to cells.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -102,8 +106,9 @@ def _row(key, label, paper, sources, paper_label=None):
     return Row(key, label, tuple(paper), tuple(sources), paper_label)
 
 
-def _pre(exp, evaluator="val", metric="top1"):
-    return Source(f"pretrain/{exp}", evaluator, metric)
+def _src(experiment, evaluator="val", metric="top1"):
+    """A cell read from `experiment` (a literal id); by default the final-step ImageNet val top-1."""
+    return Source(experiment, evaluator, metric)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -123,22 +128,23 @@ FIG2 = Table(
 
 # Table 2: factor analysis of the label-map design (ResNet-50).
 _T2_ROWS = (
-    ("relabel", "ReLabel (localized multi-labels)", 78.9),
-    ("localized_single", "Localized single labels (argmax after RoIAlign)", 78.4),
-    ("global_multi", "Global multi-labels (global average pool of the map, softmax)", 78.5),
-    ("global_single", "Global single labels (global pool, then argmax)", 77.5),
-    ("original", "Original ImageNet labels", 77.5),
+    ("relabel", "ReLabel (localized multi-labels)", 78.9, "pretrain/resnet50/relabel"),
+    ("localized_single", "Localized single labels (argmax after RoIAlign)", 78.4,
+     "pretrain/resnet50/localized_single"),
+    ("global_multi", "Global multi-labels (global average pool of the map, softmax)", 78.5,
+     "pretrain/resnet50/global_multi"),
+    ("global_single", "Global single labels (global pool, then argmax)", 77.5, "pretrain/resnet50/global_single"),
+    ("original", "Original ImageNet labels", 77.5, "pretrain/resnet50/original"),
 )
 TABLE2 = Table(
     "table2", "Table 2 — factor analysis (ResNet-50)",
     cols=(Col("top1", "ImageNet val top-1"), Col("real", "ReaL top-1 (ours only; not in the paper)")),
-    rows=tuple(_row(k, l, (p, None), (_pre(f"resnet50/{k}"), _pre(f"resnet50/{k}", "real")), l)
-               for k, l, p in _T2_ROWS) + (
+    rows=tuple(_row(k, l, (p, None), (_src(e), _src(e, "real")), l) for k, l, p, e in _T2_ROWS) + (
         Row("relabel_oracle", "ReLabel with oracle maps (the world's masks; mini only, not in the paper)",
-            (None, None), (_pre("resnet50/relabel_oracle"), _pre("resnet50/relabel_oracle", "real")),
+            (None, None), (_src("pretrain/resnet50/relabel_oracle"), _src("pretrain/resnet50/relabel_oracle", "real")),
             scales=("mini",), extra=True),),
     filled_by="issue 4 (ReLabel core: `make table2`)", md_heading="## Table 2",
-    deltas=tuple(Delta(k, "relabel") for k, _, _ in _T2_ROWS[1:]) + (Delta("relabel_oracle", "original"),),
+    deltas=tuple(Delta(k, "relabel") for k, *_ in _T2_ROWS[1:]) + (Delta("relabel_oracle", "original"),),
     notes=("Oracle row: LabelPooling of maps made from the mini world's object masks (pretrain/oracle.py) — "
            "ReLabel with a perfect annotator, which separates LabelPooling's effect from the annotator's strength. "
            "An extra row: `make table2 EXTRA=1` runs it (3 more runs at 3 seeds), `make table2` alone runs the "
@@ -147,8 +153,10 @@ TABLE2 = Table(
 
 # Tables 3 and A1: supervision types evaluated single- and multi-label.
 _SUPERVISION = (
-    ("original", "Original"), ("label_smoothing", "Label smoothing (ε=0.1)"),
-    ("label_cleaning", "Label cleaning (Beyer et al.)"), ("relabel", "ReLabel"))
+    ("original", "Original", "pretrain/resnet50/original"),
+    ("label_smoothing", "Label smoothing (ε=0.1)", "pretrain/resnet50/label_smoothing"),
+    ("label_cleaning", "Label cleaning (Beyer et al.)", "pretrain/resnet50/label_cleaning"),
+    ("relabel", "ReLabel", "pretrain/resnet50/relabel"))
 _T3 = {"original": (77.5, 79.0, 83.6, 85.3), "label_smoothing": (78.0, 79.5, 84.0, 84.7),
        "label_cleaning": (78.1, 79.1, 83.6, 85.2), "relabel": (78.9, 80.5, 85.0, 86.1)}
 _T3_COLS = (("val", "ImageNet val", "val"), ("v2", "ImageNetV2 (Top-Images)", "v2-top-images"),
@@ -156,10 +164,9 @@ _T3_COLS = (("val", "ImageNet val", "val"), ("v2", "ImageNetV2 (Top-Images)", "v
 TABLE3 = Table(
     "table3", "Table 3 — supervision types (ResNet-50)",
     cols=tuple(Col(k, l) for k, l, _ in _T3_COLS),
-    rows=tuple(_row(k, l, _T3[k], tuple(_pre(f"resnet50/{k}", ev) for _, _, ev in _T3_COLS), l)
-               for k, l in _SUPERVISION),
+    rows=tuple(_row(k, l, _T3[k], tuple(_src(e, ev) for _, _, ev in _T3_COLS), l) for k, l, e in _SUPERVISION),
     filled_by="issue 5 (evaluators) with issue 4 (trainer)", md_heading="## Table 3",
-    deltas=tuple(Delta(k, "original") for k, _ in _SUPERVISION[1:]),
+    deltas=tuple(Delta(k, "original") for k, *_ in _SUPERVISION[1:]),
     notes=("Val and V2 are single-label top-1; ReaL and Shankar are multi-label: argmax ∈ label set.",
            "Shankar et al.: problematic images skipped, top-1 ∈ `correct` (the stricter of the two variants). In the "
            "mini world both come from the same scene annotation: Shankar's `correct` set is the ReaL set and its "
@@ -174,29 +181,36 @@ _TA1_COLS = (("val", "ImageNet", "val"), ("v2_top", "V2 Top-Images", "v2-top-ima
 TABLEA1 = Table(
     "tableA1", "Table A1 — ImageNetV2, all three variants (ResNet-50)",
     cols=tuple(Col(k, l) for k, l, _ in _TA1_COLS),
-    rows=tuple(_row(k, l.replace(" (Beyer et al.)", ""), _TA1[k],
-                    tuple(_pre(f"resnet50/{k}", ev) for _, _, ev in _TA1_COLS), l.replace(" (Beyer et al.)", ""))
-               for k, l in _SUPERVISION),
+    rows=tuple(_row(k, l.replace(" (Beyer et al.)", ""), _TA1[k], tuple(_src(e, ev) for _, _, ev in _TA1_COLS),
+                    l.replace(" (Beyer et al.)", ""))
+               for k, l, e in _SUPERVISION),
     filled_by="issue 5 (evaluators) with issue 4 (trainer)", md_heading="## Table A1",
-    deltas=tuple(Delta(k, "original") for k, _ in _SUPERVISION[1:]),
+    deltas=tuple(Delta(k, "original") for k, *_ in _SUPERVISION[1:]),
 )
 
 # Table 4: architectures, vanilla vs ReLabel.
-_T4 = (("resnet18", "ResNet-18", 11.7, 1.8, 71.7, 72.5), ("resnet50", "ResNet-50", 25.6, 3.8, 77.5, 78.9),
-       ("resnet101", "ResNet-101", 44.7, 7.6, 78.1, 80.7),
-       ("efficientnet_b0", "EfficientNet-B0", 5.3, 0.4, 77.4, 78.0),
-       ("efficientnet_b1", "EfficientNet-B1", 7.8, 0.7, 79.2, 80.3),
-       ("efficientnet_b2", "EfficientNet-B2", 9.2, 1.0, 80.3, 81.0),
-       ("efficientnet_b3", "EfficientNet-B3", 12.2, 1.8, 81.7, 82.5),
-       ("rexnet_100", "ReXNet (×1.0)", 4.8, 0.4, 77.9, 78.4))
+# (row key, label, paper params/FLOPs/vanilla/ReLabel, vanilla experiment, ReLabel experiment)
+_T4 = (("resnet18", "ResNet-18", 11.7, 1.8, 71.7, 72.5, "pretrain/resnet18/original", "pretrain/resnet18/relabel"),
+       ("resnet50", "ResNet-50", 25.6, 3.8, 77.5, 78.9, "pretrain/resnet50/original", "pretrain/resnet50/relabel"),
+       ("resnet101", "ResNet-101", 44.7, 7.6, 78.1, 80.7, "pretrain/resnet101/original",
+        "pretrain/resnet101/relabel"),
+       ("efficientnet_b0", "EfficientNet-B0", 5.3, 0.4, 77.4, 78.0, "pretrain/efficientnet_b0/original",
+        "pretrain/efficientnet_b0/relabel"),
+       ("efficientnet_b1", "EfficientNet-B1", 7.8, 0.7, 79.2, 80.3, "pretrain/efficientnet_b1/original",
+        "pretrain/efficientnet_b1/relabel"),
+       ("efficientnet_b2", "EfficientNet-B2", 9.2, 1.0, 80.3, 81.0, "pretrain/efficientnet_b2/original",
+        "pretrain/efficientnet_b2/relabel"),
+       ("efficientnet_b3", "EfficientNet-B3", 12.2, 1.8, 81.7, 82.5, "pretrain/efficientnet_b3/original",
+        "pretrain/efficientnet_b3/relabel"),
+       ("rexnet_100", "ReXNet (×1.0)", 4.8, 0.4, 77.9, 78.4, "pretrain/rexnet_100/original",
+        "pretrain/rexnet_100/relabel"))
 TABLE4 = Table(
     "table4", "Table 4 — architectures (vanilla → ReLabel)",
     cols=(Col("params", "params (M)", compare=False), Col("flops", "FLOPs (G)", compare=False),
           Col("vanilla", "vanilla top-1"), Col("relabel", "ReLabel top-1")),
-    rows=tuple(_row(k, l, (pm, fl, v, r), (_pre(f"{k}/original", "val", "params_m"),
-                                            _pre(f"{k}/original", "val", "gflops"),
-                                            _pre(f"{k}/original"), _pre(f"{k}/relabel")), l)
-               for k, l, pm, fl, v, r in _T4),
+    rows=tuple(_row(k, l, (pm, fl, v, r), (_src(ev, "val", "params_m"), _src(ev, "val", "gflops"), _src(ev),
+                                            _src(er)), l)
+               for k, l, pm, fl, v, r, ev, er in _T4),
     filled_by="issue 8 (pretraining breadth)", md_heading="## Table 4",
     deltas=(Delta("relabel", "vanilla", kind="col"),),
     notes=("At mini scale each row is the same timm family with reduced width/depth; params/FLOPs are ours.",
@@ -206,16 +220,18 @@ TABLE4 = Table(
 )
 
 # Table 5: towards the state of the art.
-_T5 = (("r50", "ResNet-50", 77.5, "resnet50/original"), ("r50_relabel", "+ ReLabel", 78.9, "resnet50/relabel"),
-       ("r50_cutmix", "+ ReLabel + CutMix", 80.2, "resnet50/relabel_cutmix"),
+_T5 = (("r50", "ResNet-50", 77.5, "pretrain/resnet50/original"),
+       ("r50_relabel", "+ ReLabel", 78.9, "pretrain/resnet50/relabel"),
+       ("r50_cutmix", "+ ReLabel + CutMix", 80.2, "pretrain/resnet50/relabel_cutmix"),
        ("r50_extra", "+ ReLabel + CutMix + Extra data (ImageNet-21K re-labelled, 4M balanced subset)", 81.2,
-        "resnet50/relabel_cutmix_extra"),
-       ("r101", "ResNet-101", 78.1, "resnet101/original"), ("r101_relabel", "+ ReLabel", 80.7, "resnet101/relabel"),
-       ("r101_cutmix", "+ ReLabel + CutMix", 81.6, "resnet101/relabel_cutmix"))
+        "pretrain/resnet50/relabel_cutmix_extra"),
+       ("r101", "ResNet-101", 78.1, "pretrain/resnet101/original"),
+       ("r101_relabel", "+ ReLabel", 80.7, "pretrain/resnet101/relabel"),
+       ("r101_cutmix", "+ ReLabel + CutMix", 81.6, "pretrain/resnet101/relabel_cutmix"))
 TABLE5 = Table(
     "table5", "Table 5 — towards the state of the art",
     cols=(Col("top1", "ImageNet val top-1"),),
-    rows=tuple(_row(k, l, (p,), (_pre(e),), l) for k, l, p, e in _T5),
+    rows=tuple(_row(k, l, (p,), (_src(e),), l) for k, l, p, e in _T5),
     filled_by="issue 8 (pretraining breadth)", md_heading="## Table 5",
     deltas=(Delta("r50_relabel", "r50"), Delta("r50_cutmix", "r50"), Delta("r50_extra", "r50"),
             Delta("r101_relabel", "r101"), Delta("r101_cutmix", "r101")),
@@ -227,16 +243,17 @@ TABLE6 = Table(
     "table6", "Table 6 — label-map storage versus performance (ResNet-50)",
     cols=(Col("top1", "ImageNet val top-1"),),
     rows=(
-        _row("original", "Baseline (original labels)", (77.5,), (_pre("resnet50/original"),),
+        _row("original", "Baseline (original labels)", (77.5,), (_src("pretrain/resnet50/original"),),
              "Baseline (original labels)"),
-        _row("fp32", "ReLabel (top-5, 32-bit float)", (78.9,), (_pre("resnet50/relabel"),),
+        _row("fp32", "ReLabel (top-5, 32-bit float)", (78.9,), (_src("pretrain/resnet50/relabel"),),
              "ReLabel (top-5, 32-bit float)"),
-        _row("fp16", "16-bit label map", (78.8,), (_pre("resnet50/relabel_fp16"),), "16-bit label map"),
-        _row("int8", "8-bit label map", (78.6,), (_pre("resnet50/relabel_int8"),), "8-bit label map"),
-        _row("top1", "top-1 label map (fp32)", (None,), (_pre("resnet50/relabel_top1"),)),
-        _row("top3", "top-3 label map (fp32)", (None,), (_pre("resnet50/relabel_top3"),)),
-        _row("top10", "top-10 label map (fp32)", (None,), (_pre("resnet50/relabel_top10"),)),
-        _row("mix", "0.5·ReLabel + 0.5·one-hot original", (78.3,), (_pre("resnet50/relabel_mix_onehot"),)),
+        _row("fp16", "16-bit label map", (78.8,), (_src("pretrain/resnet50/relabel_fp16"),),
+             "16-bit label map"),
+        _row("int8", "8-bit label map", (78.6,), (_src("pretrain/resnet50/relabel_int8"),), "8-bit label map"),
+        _row("top1", "top-1 label map (fp32)", (None,), (_src("pretrain/resnet50/relabel_top1"),)),
+        _row("top3", "top-3 label map (fp32)", (None,), (_src("pretrain/resnet50/relabel_top3"),)),
+        _row("top10", "top-10 label map (fp32)", (None,), (_src("pretrain/resnet50/relabel_top10"),)),
+        _row("mix", "0.5·ReLabel + 0.5·one-hot original", (78.3,), (_src("pretrain/resnet50/relabel_mix_onehot"),)),
     ),
     filled_by="issue 4 (ReLabel core: `make table6`)", md_heading="## Table 6",
     deltas=(Delta("fp32", "original"), Delta("fp16", "fp32"), Delta("int8", "fp32"), Delta("mix", "fp32")),
@@ -246,15 +263,14 @@ TABLE6 = Table(
 
 # Figure 4: better machine annotators give better targets. Rows are pretrain.config.ANNOTATORS (mini: the default
 # annotator's family at other widths/budgets); 'default' is every other table's annotator, the paper's L2.
-_F4 = (("w025", "annotator at ×0.25 width (paper's weakest: EfficientNet-B1 maps)", 76.1),
-       ("w05", "annotator at ×0.5 width", None),
-       ("e2", "annotator trained 2 epochs (default: 20)", None),
-       ("e6", "annotator trained 6 epochs", None),
-       ("default", "the default annotator (every other table's; paper: EfficientNet-L2)", 78.9))
-
-
-def _f4_target(k, evaluator="val"):
-    return _pre("resnet50/relabel" if k == "default" else f"resnet50/relabel_ann-{k}", evaluator)
+# (row key, label, paper target top-1, the annotator's experiment, the target trained on its maps)
+_F4 = (("w025", "annotator at ×0.25 width (paper's weakest: EfficientNet-B1 maps)", 76.1, "annotator/w025",
+        "pretrain/resnet50/relabel_ann-w025"),
+       ("w05", "annotator at ×0.5 width", None, "annotator/w05", "pretrain/resnet50/relabel_ann-w05"),
+       ("e2", "annotator trained 2 epochs (default: 20)", None, "annotator/e2", "pretrain/resnet50/relabel_ann-e2"),
+       ("e6", "annotator trained 6 epochs", None, "annotator/e6", "pretrain/resnet50/relabel_ann-e6"),
+       ("default", "the default annotator (every other table's; paper: EfficientNet-L2)", 78.9, "annotator/default",
+        "pretrain/resnet50/relabel"))
 
 
 FIG4 = Table(
@@ -264,15 +280,15 @@ FIG4 = Table(
           Col("annotator_real", "annotator ReaL (ours only)", compare=False),
           Col("target_real", "target ReaL (ours only)")),
     rows=tuple(_row(k, l, (None, p, None, None),
-                    (Source(f"annotator/{k}", "val", "top1", seeds=(0,)), _f4_target(k),
-                     Source(f"annotator/{k}", "real", "top1", seeds=(0,)), _f4_target(k, "real")))
-               for k, l, p in _F4) + (
+                    (Source(a, "val", "top1", seeds=(0,)), _src(t), Source(a, "real", "top1", seeds=(0,)),
+                     _src(t, "real")))
+               for k, l, p, a, t in _F4) + (
         _row("oracle", "oracle maps: the world's masks, a perfect annotator (mini only)", (None, None, None, None),
-             (None, _pre("resnet50/relabel_oracle"), None, _pre("resnet50/relabel_oracle", "real"))),
+             (None, _src("pretrain/resnet50/relabel_oracle"), None, _src("pretrain/resnet50/relabel_oracle", "real"))),
         _row("baseline", "original labels (no annotator)", (None, 77.5, None, None),
-             (None, _pre("resnet50/original"), None, _pre("resnet50/original", "real"))),),
+             (None, _src("pretrain/resnet50/original"), None, _src("pretrain/resnet50/original", "real"))),),
     filled_by="issue 8 (pretraining breadth: `make fig4`)",
-    deltas=tuple(Delta(k, "baseline") for k, _, _ in _F4) + (Delta("oracle", "baseline"),),
+    deltas=tuple(Delta(k, "baseline") for k, *_ in _F4) + (Delta("oracle", "baseline"),),
     notes=("Paper states only B1 → 76.1 (below the 77.5 baseline) and L2 → 78.9; the rest is in the plot.",
            "Mini annotators: the default annotator's timm ResNet-18 and recipe on the extra split, at ×0.25/×0.5 "
            "channels or 2/6 epochs instead of 20 (pretrain.config.ANNOTATORS); accuracy = as a plain classifier.",),
@@ -294,17 +310,18 @@ FIG5 = Table(
 
 # Figure 6: ReLabel against knowledge distillation, accuracy versus training cost. KD teachers are Fig. 4's
 # annotators (the paper's B1/B3/B5/B7 roles, weakest to strongest); ReLabel reads the default annotator's maps.
-_F6 = (("kd_b1", "w025", "KD, teacher = annotator ×0.25 width (paper: EfficientNet-B1 teacher)", None, None),
-       ("kd_b3", "w05", "KD, teacher = annotator ×0.5 width (paper: B3 teacher)", None, None),
-       ("kd_b5", "e6", "KD, teacher = the 6-epoch annotator (paper: B5 teacher)", None, 41.0),
-       ("kd_b7", "default", "KD, teacher = the default annotator, whose maps ReLabel uses (paper: B7 teacher)",
-        79.0, 78.0))
+_F6 = (("kd_b1", "pretrain/resnet50/kd_ann-w025",
+        "KD, teacher = annotator ×0.25 width (paper: EfficientNet-B1 teacher)", None, None),
+       ("kd_b3", "pretrain/resnet50/kd_ann-w05", "KD, teacher = annotator ×0.5 width (paper: B3 teacher)", None, None),
+       ("kd_b5", "pretrain/resnet50/kd_ann-e6", "KD, teacher = the 6-epoch annotator (paper: B5 teacher)", None, 41.0),
+       ("kd_b7", "pretrain/resnet50/kd_ann-default",
+        "KD, teacher = the default annotator, whose maps ReLabel uses (paper: B7 teacher)", 79.0, 78.0))
 
 
 def _f6_row(k, exp, label, top1, cost):
-    return _row(k, label, (top1, cost, None, None), (_pre(exp), _pre(exp, "cost", "wall_s"),
-                                                     _pre(exp, "cost", "label_gflops"),
-                                                     _pre(exp, "cost", "total_gflops")))
+    return _row(k, label, (top1, cost, None, None), (_src(exp), _src(exp, "cost", "wall_s"),
+                                                     _src(exp, "cost", "label_gflops"),
+                                                     _src(exp, "cost", "total_gflops")))
 
 
 FIG6 = Table(
@@ -312,9 +329,10 @@ FIG6 = Table(
     cols=(Col("top1", "top-1"), Col("cost", "training cost (paper: GPU-days; ours: wall-clock s)", compare=False),
           Col("label_gflops", "GFLOPs spent producing labels per run (ours)", compare=False),
           Col("total_gflops", "GFLOPs per run: student forward+backward + labels (ours)", compare=False)),
-    rows=tuple(_f6_row(k, f"resnet50/kd_ann-{t}", l, p, c) for k, t, l, p, c in _F6) + (
-        _f6_row("relabel", "resnet50/relabel", "ReLabel (the annotation job included in the cost)", 78.8, 13.6),
-        _f6_row("original", "resnet50/original", "Original labels (no teacher, no label maps)", 77.5, None)),
+    rows=tuple(_f6_row(k, e, l, p, c) for k, e, l, p, c in _F6) + (
+        _f6_row("relabel", "pretrain/resnet50/relabel", "ReLabel (the annotation job included in the cost)", 78.8,
+                13.6),
+        _f6_row("original", "pretrain/resnet50/original", "Original labels (no teacher, no label maps)", 77.5, None)),
     filled_by="issue 8 (pretraining breadth: `make fig6`)",
     deltas=(Delta("relabel", "kd_b7"), Delta("relabel", "kd_b5"), Delta("relabel", "original")),
     notes=("Text: B5/B7 teachers take 41 and 78 GPU-days against 13.6 for ReLabel; KD with B7 79.0, ReLabel 78.8.",
@@ -329,17 +347,17 @@ FIG6 = Table(
 )
 
 # Table 7: robustness.
-_T7 = (("original", "ResNet-50", "resnet50/original", (25.7, 4.9, 27.9, 25.9)),
-       ("relabel", "+ ReLabel", "resnet50/relabel", (31.3, 7.1, 28.1, 34.6)),
-       ("cutmix", "+ CutMix", "resnet50/relabel_cutmix", (42.4, 11.4, 47.5, 34.1)),
-       ("extra", "+ Extra data", "resnet50/relabel_cutmix_extra", (45.0, 24.8, 54.2, 36.0)))
+_T7 = (("original", "ResNet-50", "pretrain/resnet50/original", (25.7, 4.9, 27.9, 25.9)),
+       ("relabel", "+ ReLabel", "pretrain/resnet50/relabel", (31.3, 7.1, 28.1, 34.6)),
+       ("cutmix", "+ CutMix", "pretrain/resnet50/relabel_cutmix", (42.4, 11.4, 47.5, 34.1)),
+       ("extra", "+ Extra data", "pretrain/resnet50/relabel_cutmix_extra", (45.0, 24.8, 54.2, 36.0)))
 _T7_COLS = (("fgsm", "FGSM", "fgsm", "top1"), ("imagenet_a", "ImageNet-A", "imagenet-a", "top1"),
             ("imagenet_c", "ImageNet-C (mean accuracy)", "imagenet-c", "mean_acc"),
             ("bgc", "BGC (background challenge)", "bgc", "challenge_acc"))
 TABLE7 = Table(
     "table7", "Table 7 — robustness (accuracies)",
     cols=tuple(Col(k, l) for k, l, _, _ in _T7_COLS),
-    rows=tuple(_row(k, l, p, tuple(_pre(e, ev, m) for _, _, ev, m in _T7_COLS), l) for k, l, e, p in _T7),
+    rows=tuple(_row(k, l, p, tuple(_src(e, ev, m) for _, _, ev, m in _T7_COLS), l) for k, l, e, p in _T7),
     filled_by="issue 5 (evaluators) with issues 4 and 8 (CutMix, extra data)", md_heading="## Table 7",
     deltas=tuple(Delta(k, "original") for k, *_ in _T7[1:]),
     notes=("FGSM ε is not stated in the paper; ours is recorded in each record's config (default 8/255).",),
@@ -349,6 +367,13 @@ TABLE7 = Table(
 _T8_TASKS = (("food101", "Food-101"), ("cars", "Stanford Cars"), ("dtd", "DTD"), ("aircraft", "FGVC Aircraft"),
              ("pets", "Oxford Pets"))
 _T8_PAPER = {"baseline": (87.98, 92.64, 75.43, 85.09, 93.92), "relabel": (88.12, 92.73, 75.74, 88.89, 94.28)}
+_T8_EXPERIMENTS = {  # one per column of _T8_TASKS, from each backbone (transfer/experiments.py)
+    "baseline": ("transfer/finegrained/food101/baseline", "transfer/finegrained/cars/baseline",
+                 "transfer/finegrained/dtd/baseline", "transfer/finegrained/aircraft/baseline",
+                 "transfer/finegrained/pets/baseline"),
+    "relabel": ("transfer/finegrained/food101/relabel", "transfer/finegrained/cars/relabel",
+                "transfer/finegrained/dtd/relabel", "transfer/finegrained/aircraft/relabel",
+                "transfer/finegrained/pets/relabel")}
 
 
 def _t8_row(pre, protocol):
@@ -358,7 +383,7 @@ def _t8_row(pre, protocol):
                     else " — honest protocol (grid point selected on a held-out split, reported on test)")
     paper = _T8_PAPER[pre] if protocol == "paper" else (None,) * 5
     return _row(f"{pre}_{protocol}", label, paper,
-                tuple(Source(f"transfer/finegrained/{t}/{pre}", "grid", metric) for t, _ in _T8_TASKS),
+                tuple(Source(e, "grid", metric) for e in _T8_EXPERIMENTS[pre]),
                 name if protocol == "paper" else None)
 
 
@@ -375,7 +400,7 @@ TABLE8 = Table(
            "train, left out of fine-tuning (Food-101, Stanford Cars, Oxford Pets).",
            "At mini scale the five columns are the mini world's five fine-grained tasks in the same roles "
            "(8-10 classes, 24 train / 8 val / 16 test images per class, so one test image is 0.6-0.8 points); "
-           "full: 5,000 SGD steps, 7 lrs × 8 wds; mini: 500 steps, 2 lrs × 2 wds (README § Tables 8 and 9)."),
+           "full: 5,000 SGD steps, 7 lrs × 8 wds; mini: 500 steps, 2 lrs × 2 wds (docs/transfer.md)."),
 )
 
 # Table 9: detection and instance segmentation.
@@ -383,31 +408,36 @@ TABLE9 = Table(
     "table9", "Table 9 — COCO detection and instance segmentation (ResNet-50 FPN)",
     cols=(Col("faster_bbox", "Faster-RCNN bbox AP"), Col("mask_bbox", "Mask-RCNN bbox AP"),
           Col("mask_segm", "Mask-RCNN mask AP")),
-    rows=tuple(_row(k, l, p, (Source(f"transfer/detection/faster_rcnn/{k}", "coco", "bbox_ap"),
-                              Source(f"transfer/detection/mask_rcnn/{k}", "coco", "bbox_ap"),
-                              Source(f"transfer/detection/mask_rcnn/{k}", "coco", "segm_ap")), l)
-               for k, l, p in (("baseline", "Baseline", (37.7, 38.5, 34.7)),
-                               ("relabel", "ReLabel", (38.2, 39.1, 35.2)))),
+    rows=tuple(_row(k, l, p, (Source(faster, "coco", "bbox_ap"), Source(mask, "coco", "bbox_ap"),
+                              Source(mask, "coco", "segm_ap")), l)
+               for k, l, p, faster, mask in (
+                   ("baseline", "Baseline", (37.7, 38.5, 34.7), "transfer/detection/faster_rcnn/baseline",
+                    "transfer/detection/mask_rcnn/baseline"),
+                   ("relabel", "ReLabel", (38.2, 39.1, 35.2), "transfer/detection/faster_rcnn/relabel",
+                    "transfer/detection/mask_rcnn/relabel"))),
     filled_by="issue 6 (transfer: `make table9`)", md_heading="## Table 9", unit="AP (%)",
     deltas=(Delta("relabel", "baseline"),),
     notes=("mmdet 3.3's Faster/Mask R-CNN R50-FPN 1x recipe with our timm backbone (transfer/timm_backbone.py); "
            "COCO AP@[.5:.95] by mmdet's CocoMetric on the final weights. Full: COCO 2017, 1200×800, 12 epochs. "
            "Mini: the mini world's COCO split (600 train / 300 val images, 10 classes) at 128×96, 1,600 "
-           "iterations of 4 images, no flips, 4× narrower FPN and heads (README § Tables 8 and 9).",),
+           "iterations of 4 images, no flips, 4× narrower FPN and heads (docs/transfer.md).",),
 )
 
 # Table 10: COCO multi-label classification.
-_T10 = (("r50", "resnet50", "ResNet-50", 69.0, 72.7, 73.2), ("r101", "resnet101", "ResNet-101", 76.6, 79.0, 80.9))
+# (row prefix, label, paper baseline/machine/oracle mAP, their experiments: multilabel_coco/experiments.py)
+_T10 = (("r50", "ResNet-50", 69.0, 72.7, 73.2, "multilabel_coco/resnet50/baseline", "multilabel_coco/resnet50/machine",
+         "multilabel_coco/resnet50/oracle"),
+        ("r101", "ResNet-101", 76.6, 79.0, 80.9, "multilabel_coco/resnet101/baseline",
+         "multilabel_coco/resnet101/machine", "multilabel_coco/resnet101/oracle"))
 TABLE10 = Table(
     "table10", "Table 10 — COCO multi-label classification",
     cols=(Col("map", "mAP"),),
-    rows=tuple(r for k, arch, name, b, m, o in _T10 for r in (
-        _row(f"{k}_baseline", name, (b,), (Source(f"multilabel_coco/{arch}/baseline", "coco-val", "map"),), name),
-        _row(f"{k}_machine", f"{name} + ReLabel (machine label maps)", (m,),
-             (Source(f"multilabel_coco/{arch}/machine", "coco-val", "map"),),
+    rows=tuple(r for k, name, b, m, o, eb, em, eo in _T10 for r in (
+        _row(f"{k}_baseline", name, (b,), (Source(eb, "coco-val", "map"),), name),
+        _row(f"{k}_machine", f"{name} + ReLabel (machine label maps)", (m,), (Source(em, "coco-val", "map"),),
              f"{name} + ReLabel (machine label maps)" if k == "r50" else f"{name} + ReLabel (machine)"),
         _row(f"{k}_oracle", f"{name} + ReLabel (oracle label maps from segmentation ground truth)", (o,),
-             (Source(f"multilabel_coco/{arch}/oracle", "coco-val", "map"),),
+             (Source(eo, "coco-val", "map"),),
              f"{name} + ReLabel (oracle label maps from segmentation ground truth)" if k == "r50"
              else f"{name} + ReLabel (oracle)"))),  # tables.md abbreviates the R101 rows
     filled_by="issue 7 (COCO multi-label: `make table10`)", md_heading="## Table 10", unit="mAP (%)",
@@ -415,7 +445,7 @@ TABLE10 = Table(
                  for a, b in (("machine", "baseline"), ("oracle", "baseline"), ("oracle", "machine"))),
     notes=("The paper's claim is oracle ≥ machine ≥ baseline (+4.2/+3.7 R50, +4.3/+2.4 R101 over baseline). A key "
            "difference holds beyond seed noise when its paired mean exceeds twice its standard error "
-           "(std / √n); README § Table 10 says what the mini runs show.",
+           "(std / √n); docs/coco.md says what the mini runs show.",
            "Mini: the machine annotator is the world's extra-split annotator fine-tuned with BCE on extra + COCO "
            "train (the TResNet-XL role); its own val mAP is the record of `multilabel_coco/annotator`.",
            "Targets: multi-hot (baseline); oracle: overlap of crop and mask, |crop ∩ mask| / min(|crop|, |mask|); "

@@ -9,7 +9,7 @@ import timm
 import torch
 
 from relabel.annotate import annotate, whole_image_transform
-from relabel.annotator import label_map
+from relabel.fully_conv import label_map
 from relabel.loader import load_rgb
 from relabel.store import LabelMapStore, LabelStoreMismatch, file_sizes
 from tests.test_resume import finish, kill_when, start, stop

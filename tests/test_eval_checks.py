@@ -108,15 +108,15 @@ def test_missing_data_error_names_the_knob_of_the_entry_point(tmp_path, monkeypa
     monkeypatch.setenv("IMAGENET_ROOT", str(root))
     made = A.data_roots(get_config("full"))
     assert made.val == root / "val"
-    for fail in (lambda: E.check_data(["v2-top-images"], made),  # before training (made.check)
+    for fail in (lambda: E.check_data(["v2-top-images"], made),  # before training
                  lambda: require(made.shankar_json, "Shankar et al. label", "shankar", made, True)):  # evaluator
         with pytest.raises(FileNotFoundError, match="set IMAGENET_ROOT to the folder that holds val/") as err:
             fail()
         assert "--data-root" not in str(err.value)
     with pytest.raises(FileNotFoundError, match="imagenetv2-top-images-format-val .*set IMAGENET_ROOT"):
-        made.check(["v2-top-images"])  # the method a run calls with the evaluators it will write
+        E.check_data(["v2-top-images"], made)  # what a run calls with the evaluators it will write
     with pytest.raises(ValueError, match="unknown evaluator"):
-        made.check(["cost"])
+        E.check_data(["cost"], made)
 
 
 def _tiny_ckpt(path: Path) -> Path:

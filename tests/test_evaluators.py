@@ -17,7 +17,7 @@ from relabel import evaluators as E
 from relabel.checkpoint import save_model
 from relabel.data import ensure_world
 from relabel.data.readers import read_shankar
-from relabel.evaluate import (ALEXNET_ERR, CORRUPTIONS, Normalized, corruption_summary, fgsm, real_accuracy,
+from relabel.metrics import (ALEXNET_ERR, CORRUPTIONS, Normalized, corruption_summary, fgsm, real_accuracy,
                               set_accuracy, shankar_accuracy, subset_accuracy, topk_accuracy)
 from relabel.evaluators import corruptions as C
 from relabel.loader import IMAGENET_MEAN, IMAGENET_STD

@@ -210,7 +210,7 @@ def test_bgc_resizes_without_crop_only_when_the_model_needs_another_size(tmp_pat
 
 def test_mini_bgc_still_runs_and_its_numbers_do_not_move(world):
     import timm
-    from relabel.evaluate import coarse_predictions, predict
+    from relabel.metrics import coarse_predictions, predict
     from relabel.data.readers import read_in9, read_in_to_in9
     torch.manual_seed(0)
     model = timm.create_model("resnet18", num_classes=10, **TINY_KW)

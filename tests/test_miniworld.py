@@ -14,7 +14,7 @@ from relabel.data import readers
 from relabel.data.__main__ import main as cli_main
 from relabel.data.bench_splits import BGC_VARIANTS, IMAGENET_A_CLASSES, IN9_CLASSES, IN_TO_IN9, V2_VARIANTS
 from relabel.data.coco_split import COCO_CATEGORY_IDS
-from relabel.data.config import WorldConfig
+from relabel.data.world_config import WorldConfig
 from relabel.data.finegrained import FINEGRAINED_TASKS, task_classes
 from relabel.data.scenes import mask_box, sample_scene, true_labels
 from relabel.data.sources import CLASS_NAMES, load_sources

@@ -48,7 +48,7 @@ def test_crop_pools_the_class_inside_it(box, inside, outside):
 
 def test_official_mode_pools_the_transposed_box():
     # The official code passes (top, left, bottom, right) where roi_align reads (x1, y1, x2, y2): on maps
-    # stored [h, w] a bottom-left crop pools the top-right region (REFERENCES.md). Our mode must not.
+    # stored [h, w] a bottom-left crop pools the top-right region (docs/references.md). Our mode must not.
     scores, idx = asymmetric_map()
     prob = relabel_target(scores, idx, torch.tensor([LEFT_BOX]), 4, official=True)[0]
     assert prob.argmax().item() == 2

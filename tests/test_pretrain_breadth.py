@@ -11,6 +11,7 @@ from pretrain import experiments as X
 from pretrain.config import ANNOTATORS, ARCHS, ROWS, annotator_config, arch_model, get_config, target_config
 from relabel import launch
 from relabel import train as TR
+from relabel.costs import model_stats, training_cost
 from relabel.loader import Sample, TrainSet
 from relabel.store import LabelMapStore
 from results import tables as T
@@ -45,7 +46,7 @@ def test_every_table4_architecture_builds_and_trains_two_steps(tmp_path, arch, r
     with torch.no_grad():
         out = res.model(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, 4) and torch.isfinite(out).all()
-    stats = X.model_stats(res.model, 32)
+    stats = model_stats(res.model, 32)
     assert stats["params_m"] > 0 and stats["gflops"] > 0
 
 
@@ -59,7 +60,7 @@ def test_efficientnet_rows_follow_the_papers_recipe():
     full = target_config(get_config("full"), "efficientnet_b3", "relabel", 0)
     assert (full.model, full.epochs, full.batch_size, full.input_size) == ("efficientnet_b3", 400, 512, 300)
     # B0 → B3 grow in size at mini scale too
-    sizes = [X.model_stats(TR.create_model(target_config(cfg, a, "original", 0)), 48)["gflops"]
+    sizes = [model_stats(TR.create_model(target_config(cfg, a, "original", 0)), 48)["gflops"]
              for a in ("efficientnet_b0", "efficientnet_b3")]
     assert sizes[0] < sizes[1]
 
@@ -148,13 +149,13 @@ def test_cost_accounting_counts_teacher_forwards(tmp_path):
     assert res.teacher_forwards == 32 == res.images_seen  # one teacher forward per training crop, 4 steps × 8
     again = TR.train(cfg, ds, tmp_path / "wd", teacher=teacher, progress=False)  # finished: read back, not rerun
     assert again.teacher_forwards == 32 and len(teacher.sizes) == 4
-    cost = X.training_cost(res, student_gflops=0.5, teacher_gflops=2.0)
+    cost = training_cost(res, student_gflops=0.5, teacher_gflops=2.0)
     assert cost["teacher_gflops"] == cost["label_gflops"] == 64.0
     assert cost["student_gflops"] == 3 * 32 * 0.5 and cost["total_gflops"] == 48.0 + 64.0
     assert cost["wall_s"] == res.wall_s > 0
     # ReLabel: no teacher; the annotation job (its seconds and annotator forwards) is the label cost
     plain = TR.TrainResult(res.model, 4, 10.0, 32, 0)
-    cost = X.training_cost(plain, 0.5, annotation_s=2.0, annotated=16, annotator_gflops=3.0)
+    cost = training_cost(plain, 0.5, annotation_s=2.0, annotated=16, annotator_gflops=3.0)
     assert (cost["wall_s"], cost["teacher_gflops"], cost["label_gflops"]) == (12.0, 0.0, 48.0)
 
 

@@ -263,7 +263,7 @@ def mmdet_config(cfg: DetectionConfig, backbone: str | os.PathLike, workdir: str
 
 def own_checkpoint_globals():
     """A context in which torch ≥ 2.6's weights-only loader can read the checkpoints mmengine's Runner writes
-    (ENVIRONMENT.md pitfall 5). Weights-only loading stays on; only the types a Runner checkpoint holds are allowed,
+    (docs/environment.md, pitfall 5). Weights-only loading stays on; only the types a Runner checkpoint holds are allowed,
     and only around our own `runner.train()`/`runner.test()`, whose sole torch.load is the resume from this run's
     work_dir (the backbone comes from safetensors). What an mmdet 3.3 / mmengine 0.10.7 checkpoint needs beyond
     torch's defaults (torch.serialization.get_unsafe_globals_in_checkpoint): HistoryBuffer (the message hub's

@@ -23,8 +23,6 @@ from relabel.records import make_record
 from transfer.data import ensure_data
 
 BACKBONES = {"baseline": "pretrain/resnet50/original", "relabel": "pretrain/resnet50/relabel"}
-FINEGRAINED_TASKS = ("food101", "cars", "dtd", "aircraft", "pets")  # Table 8's columns
-DETECTORS = ("faster_rcnn", "mask_rcnn")  # Table 9's column families
 
 
 def _is_main_process() -> bool:
@@ -112,20 +110,38 @@ def run_detection(ctx: launch.RunContext, detector: str, pretrain: str) -> None:
     ctx.append(rec)
 
 
+# Table 8's and Table 9's cells, each id written out as results/tables.py names it: (id, task or detector, backbone)
+FINEGRAINED_EXPERIMENTS = (
+    ("transfer/finegrained/food101/baseline", "food101", "baseline"),
+    ("transfer/finegrained/cars/baseline", "cars", "baseline"),
+    ("transfer/finegrained/dtd/baseline", "dtd", "baseline"),
+    ("transfer/finegrained/aircraft/baseline", "aircraft", "baseline"),
+    ("transfer/finegrained/pets/baseline", "pets", "baseline"),
+    ("transfer/finegrained/food101/relabel", "food101", "relabel"),
+    ("transfer/finegrained/cars/relabel", "cars", "relabel"),
+    ("transfer/finegrained/dtd/relabel", "dtd", "relabel"),
+    ("transfer/finegrained/aircraft/relabel", "aircraft", "relabel"),
+    ("transfer/finegrained/pets/relabel", "pets", "relabel"),
+)
+DETECTION_EXPERIMENTS = (
+    ("transfer/detection/faster_rcnn/baseline", "faster_rcnn", "baseline"),
+    ("transfer/detection/mask_rcnn/baseline", "mask_rcnn", "baseline"),
+    ("transfer/detection/faster_rcnn/relabel", "faster_rcnn", "relabel"),
+    ("transfer/detection/mask_rcnn/relabel", "mask_rcnn", "relabel"),
+)
+
+
 def _register() -> None:
-    for pre in BACKBONES:
-        for task in FINEGRAINED_TASKS:
-            launch.register(f"transfer/finegrained/{task}/{pre}", ("grid",),
-                            doc=f"Table 8: {task} fine-tuning grid from the {pre} backbone",
-                            recipe=lambda scale, seed, task=task, pre=pre: recipe(
-                                _finegrained_config(scale, task), pre, scale, seed))(
-                lambda ctx, task=task, pre=pre: run_finegrained(ctx, task, pre))
-        for det in DETECTORS:
-            launch.register(f"transfer/detection/{det}/{pre}", ("coco",),
-                            doc=f"Table 9: {det} FPN on COCO from the {pre} backbone",
-                            recipe=lambda scale, seed, det=det, pre=pre: recipe(
-                                _detection_config(scale, det), pre, scale, seed))(
-                lambda ctx, det=det, pre=pre: run_detection(ctx, det, pre))
+    for exp_id, task, pre in FINEGRAINED_EXPERIMENTS:
+        launch.register(exp_id, ("grid",), doc=f"Table 8: {task} fine-tuning grid from the {pre} backbone",
+                        recipe=lambda scale, seed, task=task, pre=pre: recipe(
+                            _finegrained_config(scale, task), pre, scale, seed))(
+            lambda ctx, task=task, pre=pre: run_finegrained(ctx, task, pre))
+    for exp_id, det, pre in DETECTION_EXPERIMENTS:
+        launch.register(exp_id, ("coco",), doc=f"Table 9: {det} FPN on COCO from the {pre} backbone",
+                        recipe=lambda scale, seed, det=det, pre=pre: recipe(
+                            _detection_config(scale, det), pre, scale, seed))(
+            lambda ctx, det=det, pre=pre: run_detection(ctx, det, pre))
 
 
 _register()

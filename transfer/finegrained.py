@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from relabel.data.readers import list_class_folders
-from relabel.evaluate import predict, topk_accuracy
+from relabel.metrics import predict, topk_accuracy
 from relabel.loader import EvalSet, Sample, TrainSet, eval_transform, train_transform
 from relabel.train import TrainConfig, train
 from relabel.configs import StrictConfig
@@ -96,7 +96,7 @@ def get_config(scale: str, task: str, **overrides) -> FineGrainedConfig:
         world = mini_world_dir()
         # 48 px images, 192-240 training images per task. 500 steps of 32 (~80 epochs), lr {0.1, 0.3} × wd
         # {0, 1e-3}, bf16: ~9 minutes per seed for `make table8` (10 grids) on 2 shared cores. Measured on the
-        # baseline backbone (README § Tables 8 and 9): 120 steps with lr ≤ 0.1 and crops down to 35% left the four
+        # baseline backbone (docs/transfer.md): 120 steps with lr ≤ 0.1 and crops down to 35% left the four
         # digit tasks near chance; lr 0.3 and crops of ≥ 70% lift them to 25-60%. The digit tasks crop mildly
         # because a crop that cuts a digit, or one digit of Food's pair, changes the label (as a mirror does, hence
         # no flips); the texture task (DTD) keeps crops down to 35% (88% vs 78% test at 600 steps).

@@ -4,7 +4,7 @@ Generate or reuse a world with :func:`ensure_world` (or ``python -m relabel.data
 mini or real, with the readers in :mod:`relabel.data.readers`; compute Fig. 2 crop statistics with
 :func:`crop_iou_stats`.
 """
-from .config import GENERATOR_VERSION, WorldConfig, make_config
+from .world_config import GENERATOR_VERSION, WorldConfig, make_config
 from .stats import box_iou, crop_iou_stats, multilabel_fraction
 from .world import build_world, ensure_world, load_stats, world_name
 

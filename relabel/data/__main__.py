@@ -9,7 +9,7 @@ import sys
 
 from relabel.configs import ConfigError, parse_overrides
 
-from .config import make_config
+from .world_config import make_config
 from .world import ensure_world, format_stats, load_stats
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import WorldConfig
+from .world_config import WorldConfig
 from .core_splits import balanced_classes, selection_frequency
 from .formats import png_bytes, save_png, split_rng, write_json
 from .scenes import Scene, sample_scene

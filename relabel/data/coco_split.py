@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import WorldConfig
+from .world_config import WorldConfig
 from .formats import mask_polygons, rle_uncompressed, save_png, split_rng, write_json
 from .scenes import sample_scene
 from .sources import CLASS_NAMES, Sources

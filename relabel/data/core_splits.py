@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import WorldConfig
+from .world_config import WorldConfig
 from .formats import CONFUSABLE, save_png, scene_record, split_rng, write_json
 from .scenes import Scene, sample_scene
 from .sources import CLASS_NAMES, Sources

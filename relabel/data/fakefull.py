@@ -4,7 +4,7 @@
     eval "$(python -m relabel.data.fakefull --out /tmp/fakefull)"
     env = make_fake_full("/tmp/fakefull")                       # the same, as {"IMAGENET_ROOT": ..., ...}
 
-Every path is where the real release unpacks it (REFERENCES.md); only the images are fake: a class-coloured,
+Every path is where the real release unpacks it (docs/references.md); only the images are fake: a class-coloured,
 class-oriented striped ellipse on a class-independent background, 64-96 px (IN-9: 224 px), so a model can learn
 something in a few steps. Defaults: 5 real wnids, ImageNet indices 0, 1, 22, 207, 980 (index != sorted position
 among the folders; '207' < '22' as strings, the ImageNetV2 pitfall; three of them are ImageNet-A classes).
@@ -84,7 +84,7 @@ def _sizes(**kw) -> dict:
     if unknown:
         raise FakeTreeError(f"unknown fake-tree size(s) {unknown}; valid: {sorted(sizes)}.")
     sizes.update(kw)
-    from relabel.evaluate import CORRUPTIONS
+    from relabel.metrics import CORRUPTIONS
     sizes["c_corruptions"] = list(CORRUPTIONS if sizes["c_corruptions"] is None else sizes["c_corruptions"])
     bad = [c for c in sizes["c_corruptions"] if c not in CORRUPTIONS]
     if bad:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .config import WorldConfig
+from .world_config import WorldConfig
 from .formats import save_png, split_rng
 from .scenes import finish_scene, glyph_alpha, ink_colour, paint, pick_background_photo, sample_background, \
     sample_scene

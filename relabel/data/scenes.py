@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .config import SceneParams
+from .world_config import SceneParams
 from .sources import HABITATS, PHOTOS, Sources
 
 __all__ = ["SceneObject", "Scene", "glyph_alpha", "sample_background", "paint", "finish_scene",

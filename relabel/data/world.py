@@ -19,7 +19,7 @@ from typing import Callable
 
 from .bench_splits import ReferenceClassifier, write_bgc, write_imagenet_a, write_v2
 from .coco_split import write_coco
-from .config import GENERATOR_VERSION, WorldConfig, make_config
+from .world_config import GENERATOR_VERSION, WorldConfig, make_config
 from .core_splits import write_scene_folder, write_val
 from .finegrained import write_finegrained
 from .formats import write_json
@@ -136,7 +136,7 @@ def build_world(dest: Path, seed: int, cfg: WorldConfig, parallel: bool | None =
         reference = timed("reference", ReferenceClassifier, [s.image for s in ref_train], [s.label for s in ref_train])
         counts["imagenet_a"] = timed("imagenet_a", write_imagenet_a, dest, seed, cfg, sources, reference)
         counts["coco"] = timed("coco", write_coco, dest, seed, cfg, sources)
-        # Calibration targets (config.py): ReaL multi-label fraction and Fig. 2 crops against the labelled class's
+        # Calibration targets (world_config.py): ReaL multi-label fraction and Fig. 2 crops against the labelled class's
         # boxes, as ImageNet's val boxes annotate only the labelled class.
         t = time.perf_counter()
         multilabel = multilabel_fraction(true_labels(s, cfg.visibility_threshold) for s in val)

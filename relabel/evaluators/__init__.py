@@ -8,8 +8,8 @@
 Names (what records carry and results/tables.py reads): val, v2-top-images, v2-matched-frequency,
 v2-threshold0.7, real, shankar (eval_real/); fgsm, imagenet-a, imagenet-c, bgc (robustness/). `SUITES` groups
 them as the CLIs' `--suite` words. The model takes ImageNet-normalised images and outputs one logit per class of
-`roots.classes`; anything that does not fit raises `EvalError` with a one-sentence fix. `check_data`
-(`roots.check(names)`) looks at every file a list of evaluators will read, in seconds, before a run starts.
+`roots.classes`; anything that does not fit raises `EvalError` with a one-sentence fix. `check_data(names,
+roots)` looks at every file a list of evaluators will read, in seconds, before a run starts.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from relabel.data.readers import (IMAGE_EXTENSIONS, class_folders, read_in_to_in9, read_real_labels, read_shankar,
                                   val_index)
-from relabel.evaluate import CORRUPTIONS, SEVERITIES
+from relabel.metrics import CORRUPTIONS, SEVERITIES
 from relabel.evaluators.base import (DatasetMissing, EvalContext, EvalError, EvalOptions, EvalResult, check_classes,
                                      class_folder_samples, require)
 from relabel.evaluators.classification import evaluate_real, evaluate_shankar, evaluate_val, v2_evaluator
@@ -68,10 +68,11 @@ def names_for_suites(suites: Iterable[str]) -> tuple[str, ...]:
 
 def check_data(names: Iterable[str], roots: DataRoots, **options) -> None:
     """Raises DatasetMissing (a FileNotFoundError) with one sentence for the first file or folder the evaluators
-    `names` will read that is missing or does not look like its layout (`DataRoots.check` calls this). Cheap enough
-    to run before training (seconds at full scale): folders exist and hold their class folders and at least one
-    image, val's class folders are all classes and its file names carry the ReaL / Shankar val indices, the JSON
-    label files parse; pre-rendered ImageNet-C is checked per requested (corruption, severity) for one image."""
+    `names` will read that is missing or does not look like its layout; a run calls it with the evaluators it will
+    write and the options (`EvalOptions` fields) it will use. Cheap enough to run before training (seconds at full
+    scale): folders exist and hold their class folders and at least one image, val's class folders are all
+    classes and its file names carry the ReaL / Shankar val indices, the JSON label files parse; pre-rendered
+    ImageNet-C is checked per requested (corruption, severity) for one image."""
     names = tuple(dict.fromkeys(names))
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:

@@ -15,7 +15,7 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 
 from relabel.data.readers import IMAGE_EXTENSIONS, list_class_folders
-from relabel.evaluate import CORRUPTIONS, SEVERITIES
+from relabel.metrics import CORRUPTIONS, SEVERITIES
 from relabel.evaluators.roots import LAYOUTS, DataRoots
 from relabel.loader import IMAGENET_MEAN, IMAGENET_STD, eval_transform, load_rgb
 

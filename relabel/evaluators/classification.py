@@ -6,7 +6,7 @@ ReaL and Shankar re-score the val logits against multi-label sets, so val is pre
 from __future__ import annotations
 
 from relabel.data.readers import list_int_folders, read_real_labels, read_shankar
-from relabel.evaluate import predict, real_accuracy, shankar_accuracy, topk_accuracy
+from relabel.metrics import predict, real_accuracy, shankar_accuracy, topk_accuracy
 from relabel.evaluators.base import EvalContext, EvalError, EvalResult, PathSet, class_folder_samples
 
 

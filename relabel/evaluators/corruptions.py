@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 from relabel.progress import bar as progress_bar
 
-from relabel.evaluate import ALEXNET_ERR, SEVERITIES, corruption_summary, predict, topk_accuracy
+from relabel.metrics import ALEXNET_ERR, SEVERITIES, corruption_summary, predict, topk_accuracy
 from relabel.evaluators.base import EvalContext, EvalError, EvalResult, PathSet, class_folder_samples
 from relabel.evaluators.classification import val_samples
 from relabel.loader import IMAGENET_MEAN, IMAGENET_STD, _mix, load_rgb

@@ -19,7 +19,7 @@ from torchvision.transforms.v2 import functional as TF
 from relabel.progress import bar as progress_bar
 
 from relabel.data.readers import read_fg_mask, read_imagenet_a, read_in9, read_in_to_in9
-from relabel.evaluate import Normalized, coarse_predictions, fgsm, predict, subset_accuracy
+from relabel.metrics import Normalized, coarse_predictions, fgsm, predict, subset_accuracy
 from relabel.evaluators.base import EvalContext, EvalError, EvalResult, PathSet, normalize_tensor
 from relabel.evaluators.classification import val_samples
 from relabel.loader import IMAGENET_MEAN, IMAGENET_STD, load_rgb

@@ -3,11 +3,11 @@
 The same evaluators read both: `DataRoots.mini(world)` points at a generated mini world, `DataRoots.full(root)`
 at the real datasets under one folder (each path can also be given explicitly). At full scale the files that
 timm ships (ReaL labels, the ImageNet-A index list, the ImageNet synsets) are used, so no extra download is
-needed for them. `roots.check(evaluators)` looks, in seconds, at every file and folder those evaluators will read
-(a run calls it before training, so a missing `shankar/` surfaces before 300 epochs, not after); each evaluator
-checks its own paths again when it runs. Both end in one sentence naming the path, its expected layout and how to
-provide it, in the words of the entry point the user came through (`given_by`: make's IMAGENET_ROOT or the
-evaluation CLIs' --data-root).
+needed for them. `relabel.evaluators.check_data(evaluators, roots)` looks, in seconds, at every file and folder
+those evaluators will read (a run calls it before training, so a missing `shankar/` surfaces before 300 epochs,
+not after); each evaluator checks its own paths again when it runs. Both end in one sentence naming the path, its
+expected layout and how to provide it, in the words of the entry point the user came through (`given_by`: make's
+IMAGENET_ROOT or the evaluation CLIs' --data-root).
 """
 from __future__ import annotations
 
@@ -80,20 +80,11 @@ class DataRoots:
         if self.scale == "mini":
             hint = "regenerate the mini world (`python -m relabel.data --out data`)"
             return hint + (" or pass --data-root WORLD_DIR" if self.given_by == "cli" else "")
-        how = {"make": f"set IMAGENET_ROOT to the folder that holds {FULL_FOLDERS} (the tree in README § Full "
-                       f"scale)",
+        how = {"make": f"set IMAGENET_ROOT to the folder that holds {FULL_FOLDERS} (the tree in docs/full-scale.md)",
                "cli": f"pass --data-root DIR, the folder that holds {FULL_FOLDERS} (see --help)",
                None: f"point IMAGENET_ROOT (make, results.make) or --data-root (eval_real/run.py, "
                      f"robustness/run.py) at the folder that holds {FULL_FOLDERS}"}[self.given_by]
         return f"put the dataset there or {how}"
-
-    def check(self, evaluators, **options) -> None:
-        """Raises `DatasetMissing` (a FileNotFoundError) with one sentence for the first file or folder the named
-        evaluators (relabel.evaluators names: val, v2-*, real, shankar, fgsm, imagenet-a, imagenet-c, bgc) will
-        read that is missing or does not look like its layout; a run calls it with the evaluators it will write,
-        before training. `options`: the evaluator options (c_corruptions, c_severities, ...) the run will use."""
-        from relabel.evaluators import check_data
-        check_data(evaluators, self, **options)
 
     @classmethod
     def mini(cls, world: str | Path, **overrides) -> "DataRoots":

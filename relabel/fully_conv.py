@@ -10,7 +10,7 @@ refuses them with :class:`NotFullyConvolutional` instead of returning a map that
 with the model.
 
 The official maps came from timm ``tf_efficientnet_l2_ns_475`` (475×475 input, whole image resized, no
-crop, ImageNet mean/std; see REFERENCES.md); :func:`annotation_transform` builds that preprocessing for
+crop, ImageNet mean/std; see docs/references.md); :func:`annotation_transform` builds that preprocessing for
 any timm model from its pretrained config.
 """
 from __future__ import annotations
@@ -90,7 +90,7 @@ def label_map(model: nn.Module, images: torch.Tensor, check: bool = True) -> tor
 def topk_label_map(maps: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k classes at each location: ``(scores [B, k, h, w], indices [B, k, h, w] int64)``, best first.
 
-    Scores stay raw logits (the official maps store pre-softmax outputs; REFERENCES.md).
+    Scores stay raw logits (the official maps store pre-softmax outputs; docs/references.md).
     """
     if not 1 <= k <= maps.shape[1]:
         raise ValueError(f"k must be between 1 and the number of classes ({maps.shape[1]}), got {k}.")

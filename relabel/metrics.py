@@ -4,7 +4,7 @@ Evaluators (`relabel.evaluators`, used by eval_real/ and robustness/) all reduce
 single-label top-k (ImageNet val, V2), label-set accuracy (ReaL: argmax ∈ set, empty sets excluded; Shankar et
 al., two variants), restricted-logit accuracy (ImageNet-A), IN-9 coarse accuracy (background challenge),
 ImageNet-C summaries (mean accuracy, mCE with the AlexNet constants keyed by name) and the FGSM step. The facts
-behind each definition are in ../shared/REFERENCES.md.
+behind each definition are in docs/references.md.
 """
 from __future__ import annotations
 

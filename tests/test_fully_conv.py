@@ -4,7 +4,7 @@ import timm
 import torch
 from PIL import Image
 
-from relabel.annotator import NotFullyConvolutional, annotation_transform, label_map, topk_label_map
+from relabel.fully_conv import NotFullyConvolutional, annotation_transform, label_map, topk_label_map
 
 # Tiny members of each family (timm.create_model, random init, never pretrained weights).
 FAMILIES = {

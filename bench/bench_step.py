@@ -1,0 +1,75 @@
+"""Benchmark of a mini training step on this CPU: ms/step of the mini ResNet-50 target and of the mini annotator,
+with the CPU class they depend on (issue 17). Not a timed test: run it by hand and keep the JSON it writes.
+
+    python -m bench.bench_step --out runs/bench/bench_step.json            # this CPU as it is
+    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python -m bench.bench_step   # an AVX2 laptop, on any x86 CPU
+
+Each model trains through the real trainer (`relabel.train.train`: data loading, augmentation, forward, backward,
+optimizer) on the mini world's train split (built on first use) with its mini recipe, one thread by default (as
+`make` gives each run), for `--steps` steps after `--warmup` steps; ms/step is the wall time of those steps.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def _steps_ms(tcfg, ds, steps: int, warmup: int) -> float:
+    """Wall ms per training step: a run of warmup+steps steps minus a run of warmup steps (both fresh, so start-up,
+    model creation and the first slow steps cancel), divided by steps."""
+    from relabel.train import train
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n, sub in ((warmup, "a"), (warmup + steps, "b")):
+            t0 = time.perf_counter()
+            train(tcfg.replace(max_steps=n, ckpt_every=10**9), ds, Path(tmp) / sub, progress=False)
+            times.append(time.perf_counter() - t0)
+    return 1000.0 * (times[1] - times[0]) / steps
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.bench_step", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", type=int, default=60, help="timed steps per model (default 60)")
+    ap.add_argument("--warmup", type=int, default=5, help="steps before timing (default 5)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as make gives each run)")
+    ap.add_argument("--out", help="write the results as JSON here")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    from pretrain import artifacts as A
+    from pretrain.config import get_config, target_config
+    from relabel.loader import TrainSet
+    from relabel.train import cpu_bf16_enabled, cpu_class, train_transform_for
+    cfg = get_config("mini")
+    root, samples = A.train_samples(cfg)
+    models = {"target resnet50 (original labels)": target_config(cfg, "resnet50", "original", 0),
+              "annotator (default)": cfg.annotator.train}
+    cls = cpu_class()
+    print(f"CPU: {platform.processor() or platform.machine()}; class: {cls}; torch ISA: "
+          f"{torch.backends.cpu.get_cpu_capability()}; bf16 autocast for amp_cpu recipes: "
+          f"{'on' if cpu_bf16_enabled() else 'off'}; threads: {a.threads}", flush=True)
+    out = {"cpu_class": cls, "isa": torch.backends.cpu.get_cpu_capability(), "bf16": cpu_bf16_enabled(),
+           "threads": a.threads, "steps": a.steps, "torch": torch.__version__, "host": platform.node(),
+           "env": {k: os.environ.get(k) for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "RELABEL_CPU_BF16")},
+           "models": {}}
+    for name, tcfg in models.items():
+        ds = TrainSet(root, samples, train_transform_for(tcfg), seed=0, cache=cfg.cache_images)
+        ms = _steps_ms(tcfg, ds, a.steps, a.warmup)
+        out["models"][name] = {"ms_per_step": ms, "batch_size": tcfg.batch_size, "input_size": tcfg.input_size,
+                               "model": tcfg.model, "model_kwargs": tcfg.model_kwargs}
+        print(f"{name:<36} {ms:7.1f} ms/step  (batch {tcfg.batch_size}, {tcfg.input_size} px)", flush=True)
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(out, indent=1))
+        print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
