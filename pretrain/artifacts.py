@@ -32,9 +32,15 @@ from relabel.store import LabelMapStore, dataset_fingerprint, file_sizes, import
 from relabel.train import set_aside_stale, train, train_transform_for
 
 
+@functools.lru_cache(maxsize=None)
+def _mini_world(data_root: str) -> Path:
+    """The default mini world under data_root, built on first use; checked once per process (one log line)."""
+    return ensure_world(data_root, seed=0, log=lambda m: print(m, flush=True))
+
+
 def world_dir(cfg) -> Path:
     if cfg.scale == "mini":
-        return ensure_world(cfg.data_root, seed=0, log=lambda m: print(m, flush=True))
+        return _mini_world(str(cfg.data_root))
     root = Path(cfg.data_root)
     if not (root / "train").is_dir():
         raise FileNotFoundError(f"ImageNet root {root} has no train/ folder; set IMAGENET_ROOT to a folder with "

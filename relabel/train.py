@@ -400,7 +400,10 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
     ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda"
                                                     else None) if info.world > 1 else model
     amp = device.type == "cuda" or (cfg.amp_cpu and cpu_bf16_enabled())
-    if amp:
+    # channels-last: oneDNN's fast convolution/pooling layout on CPUs (fp32 too: a mini ResNet-50 step on AVX2
+    # went from ~197 to ~124 ms, model only, one thread) and the tensor-core layout for bf16 on GPUs
+    channels_last = amp or device.type == "cpu"
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     local_bs = cfg.batch_size // info.world
     bar = progress_bar(total=total, initial=step, disable=not (progress and info.main), unit="step",
@@ -424,7 +427,7 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
         for x, _boxes, _flips, labels, _rows, *pooled in batches:
             scheduler.step_update(step)
             x, labels = x.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            if amp:
+            if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.no_grad():
                 if cfg.label == "onehot":
