@@ -280,8 +280,8 @@ def check_launch(scale: str, jobs: int) -> None:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if jobs > 1:
         raise UsageError(f"at full scale runs execute one after another, each across the GPUs under torchrun; "
-                         f"--jobs {jobs} would put {jobs} runs on GPU 0 (drop --jobs, or `make ... SCALE=full`, "
-                         f"which launches torchrun over every visible GPU)")
+                         f"--jobs {jobs} would put {jobs} runs on GPU 0 (drop --jobs / JOBS=; `make ... SCALE=full` "
+                         f"launches torchrun over every visible GPU)")
     import torch
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if world == 1 and n > 1:
