@@ -23,6 +23,6 @@ def test_bf16_switch_follows_the_environment(monkeypatch):
 
 
 def test_the_demo_names_the_cpu_class_and_its_measured_time():
-    assert "expected ~50 min" in expected_time("AVX2", False)
+    assert "expected ~18-50 min" in expected_time("AVX2", False)
     assert "no demo timing measured" in expected_time("DEFAULT", False)
     assert "overrides" in expected_time("bf16-native", False)
