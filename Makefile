@@ -13,7 +13,9 @@ SET ?=
 # every visible GPU), never several runs sharing GPU 0.
 ifeq ($(SCALE),full)
 JOBS ?= 1
-NPROC ?= $(shell $(VPY) -c "import torch; print(max(1, torch.cuda.device_count()))" 2>/dev/null || echo 1)
+ifndef NPROC
+NPROC := $(shell $(VPY) -c "import torch; print(max(1, torch.cuda.device_count()))" 2>/dev/null || echo 1)
+endif
 DRIVER = $(VENV)/bin/torchrun --standalone --nproc_per_node=$(NPROC) -m results.make
 else
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)

@@ -11,7 +11,6 @@ optimizer) on the mini world's train split (built on first use) with its mini re
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -19,6 +18,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from relabel.records import write_json_atomic
 
 
 def _steps_ms(tcfg, ds, steps: int, warmup: int) -> float:
@@ -66,7 +67,7 @@ def main(argv=None) -> int:
         print(f"{name:<36} {ms:7.1f} ms/step  (batch {tcfg.batch_size}, {tcfg.input_size} px)", flush=True)
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(out, indent=1))
+        write_json_atomic(a.out, out)
         print(f"wrote {a.out}")
     return 0
 

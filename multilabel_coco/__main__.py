@@ -16,11 +16,8 @@ from pathlib import Path
 
 def _overrides(items) -> tuple[dict, dict]:
     """(config overrides, TrainConfig overrides) from KEY=VALUE items; 'train.<key>' goes to the recipe."""
-    from relabel.configs import ConfigError, parse_overrides
-    try:
-        over = parse_overrides(items)
-    except ConfigError as e:
-        raise SystemExit(f"error: {e}") from None
+    from relabel.configs import parse_overrides  # its ConfigError (a ValueError) is printed by main's handler
+    over = parse_overrides(items)
     top = {k: v for k, v in over.items() if not k.startswith("train.")}
     train = {k.removeprefix("train."): v for k, v in over.items() if k.startswith("train.")}
     return top, train

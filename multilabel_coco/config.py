@@ -28,12 +28,13 @@ overfits and stays at the targets' level) — read fully-convolutionally at outp
 """
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from relabel.configs import StrictConfig
+from relabel.launch import RecipeUnavailable
+from relabel.records import file_sha256
 from relabel.train import TrainConfig
 
 ARCHS = ("resnet50", "resnet101")
@@ -165,20 +166,9 @@ def init_identity(init: str) -> dict:
     if kind != "file":
         return {"init": init}
     if not Path(name).is_file():
-        raise FileNotFoundError(f"the init file {name} does not exist; point {' or '.join(INIT_ENV.values())} "
+        raise RecipeUnavailable(f"the init file {name} does not exist; point {' or '.join(INIT_ENV.values())} "
                                 "at a local .safetensors/.pth of the backbone.")
-    return {"init": f"file:{Path(name).name}", "init_sha256": _sha256_cached(name, *_stat(name))}
-
-
-def _stat(path: str) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_mtime_ns, st.st_size
-
-
-@functools.lru_cache(maxsize=8)
-def _sha256_cached(path: str, mtime_ns: int, size: int) -> str:  # recipes are asked for once per record
-    from relabel.checkpoint import file_sha256
-    return file_sha256(path)
+    return {"init": f"file:{Path(name).name}", "init_sha256": file_sha256(name)}  # cached by path, size, mtime
 
 
 def annotator_recipe(cfg: MultiLabelConfig) -> dict:

@@ -15,7 +15,6 @@ count for the real one).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 
@@ -83,7 +82,7 @@ def parse_evaluators(text: str) -> frozenset:
 def main(argv=None) -> int:
     from pretrain import experiments as X
     from pretrain.config import ARCHS, ROWS, apply_set, get_config
-    from relabel import launch
+    from relabel import dist, launch
     from relabel import records as R
     from relabel.configs import ConfigError, export_overrides
 
@@ -101,7 +100,7 @@ def main(argv=None) -> int:
                     help="override the recipe, e.g. --set epochs=1 --set batch_size=32 (as results.make --set)")
     a = ap.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a log file as they happen
-    say = print if int(os.environ.get("RANK", "0")) == 0 else (lambda *_a, **_k: None)
+    say = print if dist.is_main() else (lambda *_a, **_k: None)
     exp_id = X.target_id(a.arch, a.row)
     records = R.default_records_path(a.scale)
     try:

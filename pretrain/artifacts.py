@@ -25,7 +25,7 @@ from relabel.annotate import annotate
 from relabel.checkpoint import load_model, read_meta, save_model
 from relabel.costs import model_stats
 from relabel.data import ensure_world
-from relabel.data.readers import list_class_folders, read_voc_boxes
+from relabel.data.readers import class_folders, list_class_folders, read_voc_boxes
 from relabel.loader import Sample, TrainSet
 from relabel.records import config_hash, file_sha256, write_json_atomic
 from relabel.store import LabelMapStore, dataset_fingerprint, file_sizes, import_official
@@ -91,6 +91,11 @@ def annotator_checkpoint(cfg, name: str = "default") -> Path:
     # another recipe's annotator is set aside with its training folder and retrained; its label artifacts carry
     # the recipe hash in their names (_annotator_tag), so they are made anew too
     launch.artifact(ckpt, annotator_identity(cfg, name), build, collective=True, companions=(wd / "train",))
+    # the same folder is the workdir of the `annotator/<name>` experiment (Fig. 4, Table 10's init), which the
+    # launcher judges by its recipe stamp: stamp it too, or run_job / ensure_checkpoint would set this current
+    # annotator aside as unstamped and train it again (its recipe is its training config)
+    if dist.is_main() and launch.stamped_recipe(wd) != config_hash(a.train.to_dict()):
+        launch.write_stamp(wd / launch.RECIPE_STAMP, a.train.to_dict())
     return ckpt
 
 
@@ -117,7 +122,7 @@ def official_fingerprint(root: str | os.PathLike) -> str:
 @functools.lru_cache(maxsize=8)
 def _official_fingerprint(root: str, _mtime: int) -> str:
     h = hashlib.sha256()
-    folders = sorted(e.name for e in os.scandir(root) if e.is_dir())
+    folders = [p.name for p in class_folders(root)]  # hidden folders and lost+found do not change it
     h.update("\n".join(folders).encode())
     for name in folders[::max(1, len(folders) // 16)][:16]:
         files = sorted((e.name, e.stat().st_size) for e in os.scandir(os.path.join(root, name)) if e.is_file())
@@ -332,7 +337,7 @@ def extra_subset(cfg, annotator_name: str = "default") -> tuple[list[Sample], fl
 
     # the extra images are identified by their class folders (listing every file of ImageNet-21K here would cost
     # minutes; the store they are read from fingerprints every path)
-    folders = sorted(e.name for e in os.scandir(root) if e.is_dir())
+    folders = [p.name for p in class_folders(root)]
     launch.artifact(out, {"annotator": annotator_identity(cfg, annotator_name), "per_class": cfg.extra_per_class,
                           "extra_folders": config_hash({"folders": folders})}, build, collective=True)
     seconds = annotation_job(cfg, annotator_name, "extra").get("seconds", 0.0)

@@ -249,7 +249,7 @@ def apply_set(cfg: PretrainConfig, overrides: dict) -> PretrainConfig:
         raise ConfigError(f"unknown --set key(s) {bad}: a key is a field of the pretraining recipe "
                           f"({', '.join(sorted(train_names))}) or of the run ({', '.join(sorted(top_names))})")
     top = {k: v for k, v in overrides.items() if k in top_names}
-    train = {k: v for k, v in overrides.items() if k in train_names and k not in top_names}
+    train = {k: v for k, v in overrides.items() if k in train_names}
     if "input_size" in train and "eval_input" not in top:
         top["eval_input"] = train["input_size"]
     try:

@@ -12,6 +12,7 @@ the GFLOPs spent producing its labels.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from pretrain import artifacts as A
 from pretrain.analysis import label_confidence
@@ -22,7 +23,7 @@ from relabel.checkpoint import load_model, save_model
 from relabel.costs import model_stats, training_cost
 from relabel.data.stats import crop_iou_stats
 from relabel.loader import TrainSet
-from relabel.records import make_record
+from relabel.records import file_sha256, make_record
 from relabel.train import TrainConfig, set_aside_stale, train, train_transform_for
 
 # Evaluators a target experiment can write records for (relabel.evaluators names, plus the training cost).
@@ -170,8 +171,11 @@ def target_experiment(arch: str, row: str) -> launch.Experiment:
         run_target(ctx, arch, row)
 
     def recipe(scale, seed):
-        cfg = get_config(scale)  # + the external annotators (checkpoint sha256, release) it reads
-        return {**target_config(cfg, arch, row, seed).to_dict(), **A.recipe_annotators(cfg, _reads(spec))}
+        cfg = get_config(scale)  # + the annotators it reads (recipe, checkpoint sha256, release), the clean list
+        clean = ({"clean_list_sha256": file_sha256(cfg.clean_list)} if spec.clean and scale == "full"
+                 and cfg.clean_list and Path(cfg.clean_list).is_file() else {})
+        return {**target_config(cfg, arch, row, seed).to_dict(), **A.recipe_annotators(cfg, _reads(spec, scale)),
+                **clean}
     return launch.Experiment(exp_id, frozenset(TARGET_EVALUATORS), run, f"{arch} trained with the '{row}' labels",
                              _needs(spec), recipe)
 
@@ -183,16 +187,16 @@ def _register_targets():
         launch.register(exp.id, exp.evaluators, doc=exp.doc, needs=exp.needs, recipe=exp.recipe)(exp.run)
 
 
-def _reads(spec) -> tuple:
-    """The annotators whose maps (a store, the extra subset) or predictions (a KD teacher) a row trains on."""
-    return tuple(n for n in (spec.annotator if spec.uses_store or spec.extra else "", spec.teacher) if n)
+def _reads(spec, scale: str = "mini") -> tuple:
+    """The annotators whose maps (a store, the extra subset, the clean list at mini, where the annotator makes it)
+    or predictions (a KD teacher) a row trains on: part of its recipe, so their change makes its records stale."""
+    maps = spec.uses_store or spec.extra or (spec.clean and scale == "mini")
+    return tuple(sorted({n for n in (spec.annotator if maps else "", spec.teacher) if n}))
 
 
 def _needs(spec) -> tuple:
     """The annotators a row builds or waits for ('annotator' = the default one), for the launcher's job order."""
-    names = {spec.annotator} if (spec.uses_store or spec.clean or spec.extra) else set()
-    names |= {spec.teacher} if spec.teacher else set()
-    return tuple(sorted("annotator" if n == "default" else f"annotator/{n}" for n in names))
+    return tuple(sorted("annotator" if n == "default" else f"annotator/{n}" for n in _reads(spec)))
 
 
 _register_targets()

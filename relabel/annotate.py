@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import transforms as T
 
 from relabel.fully_conv import NotFullyConvolutional, label_map, topk_label_map
-from relabel.dist import DistInfo, agree, barrier, init_distributed
+from relabel.dist import DistInfo, agree, barrier, init_distributed, is_main, world_size
 from relabel.loader import IMAGENET_MEAN, IMAGENET_STD, EvalSet
 from relabel.progress import bar as progress_bar
 from relabel.store import (IMAGE_EXTS, SCORE_DTYPES, LabelMapStore, LabelMapWriter, LabelStoreError, file_sizes,
@@ -190,10 +190,10 @@ def main(argv=None) -> int:
                    help="image-decoding processes per rank (default: min(8, CPUs))")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-    main_rank = int(os.environ.get("RANK", "0")) == 0
+    main_rank = is_main()
     try:
         from relabel.checkpoint import CheckpointError, load_checkpoint
-        if args.k < 1 or args.batch_size < 1 or args.workers < 0 or (args.input_size or 1) < 1:
+        if args.k < 1 or args.batch_size < 1 or args.workers < 0 or (args.input_size is not None and args.input_size < 1):
             raise AnnotateError("--k, --batch-size and --input-size must be positive and --workers not negative.")
         paths = _check_inputs(args.images, args.out)
         ck = load_checkpoint(args.ckpt, args.arch)
@@ -213,7 +213,7 @@ def main(argv=None) -> int:
         if dist.is_initialized():
             dist.destroy_process_group()
     if main_rank:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
+        world = world_size()
         print(f"annotated {stats['images']} images in {stats['seconds']:.1f} s ({stats['images_per_s']:.1f} images/s"
               f"{f' over {world} ranks' if world > 1 else ''}); store {args.out}: {len(paths)} maps, "
               f"{_human(store_bytes(args.out))} on disk")

@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file, safe_open
 
-from relabel.records import file_sha256  # noqa: F401  (re-exported: relabel.checkpoint.file_sha256)
+from relabel.records import file_sha256
 
 TORCH_SUFFIXES = (".pth", ".pt", ".tar", ".bin", ".ckpt")
 # torchvision/timm ResNets by (blocks per stage, bottleneck?): lets an official `.pth` load without --arch.
@@ -188,7 +188,8 @@ def timm_pretrained(name: str, local_option: str) -> nn.Module:
     if not timm.is_model(name.split(".")[0]):
         raise CheckpointError(f"'{name}' is not a timm model name; give one of timm.list_models(pretrained=True).")
     try:  # the pretrained config of this tag (the default tag without one), as timm resolves it
-        hub_id = timm.create_model(name, pretrained=False).pretrained_cfg.get("hf_hub_id")
+        with torch.device("meta"):  # only its config is read: no weights allocated
+            hub_id = timm.create_model(name, pretrained=False).pretrained_cfg.get("hf_hub_id")
     except RuntimeError as e:  # an unknown tag
         raise CheckpointError(f"timm cannot make '{name}' ({e}).") from None
     if not hub_id:

@@ -40,7 +40,7 @@ def parse_overrides(items) -> dict:
     return out
 
 
-SET_ENV = "RELABEL_SET"  # JSON {key: value}: the `--set` overrides of `results.make`, read by the section configs
+SET_ENV = "RELABEL_SET"  # JSON {key: value}: the `--set` overrides of `results.make`; pretrain.config reads them
 
 
 def env_overrides() -> dict:
@@ -68,9 +68,9 @@ def export_overrides(items, check) -> dict:
     import json
     import os
     over = parse_overrides(items)
+    os.environ.pop(SET_ENV, None)  # no leak from an earlier call; checked against the recipe without overrides
     if not over:
         return over
-    os.environ.pop(SET_ENV, None)  # checked against the recipe without earlier overrides
     check(over)
     os.environ[SET_ENV] = json.dumps(over)
     return over

@@ -113,8 +113,7 @@ def discover() -> dict[str, Experiment]:
     return dict(_REGISTRY)
 
 
-def runs_root() -> Path:
-    return Path(os.environ.get("RELABEL_RUNS", R.REPO_ROOT / "runs"))
+runs_root = R.runs_root
 
 
 def workdir(experiment_id: str, scale: str, seed: int) -> Path:
@@ -306,7 +305,7 @@ def read_stamp(stamp: Path) -> str | None:
 def write_stamp(stamp: Path, identity: dict) -> str:
     ident = _as_stored(identity)
     h = R.config_hash(ident)
-    R.write_json_atomic(stamp, {"hash": h, "identity": ident, "recipe": ident})  # ('recipe': older readers)
+    R.write_json_atomic(stamp, {"hash": h, "identity": ident})
     return h
 
 
@@ -361,7 +360,7 @@ def artifact(path: str | os.PathLike, identity: dict | None, build: Callable[[],
 def _set_aside_if_stale(path: Path, identity: dict, companions: Iterable, say: Callable[[str], None]) -> None:
     stamp = stamp_path(path)
     got, want = read_stamp(stamp), R.config_hash(_as_stored(identity))
-    if got == want or (got is None and not path.exists()):
+    if got == want or (got is None and not any(Path(p).exists() for p in (path, *companions))):
         return
     tag = got or UNSTAMPED
     for p in (path, *companions, stamp):

@@ -137,8 +137,10 @@ class ResumableSampler(Sampler):
             raise ConfigError(f"the global batch size {batch_size} is not divisible by the {world} ranks; pick a "
                               f"multiple of {world} (e.g. --set batch_size={max(world, batch_size // world * world)})")
         if n < batch_size:
-            raise ConfigError(f"the training set has {n} images, fewer than one batch of {batch_size}; lower the "
-                              f"batch size (e.g. --set batch_size={max(world, n // 2 // world * world)})")
+            fit = n // 2 // world * world or n // world * world
+            raise ConfigError(f"the training set has {n} images, fewer than one batch of {batch_size}; "
+                              + (f"lower the batch size (e.g. --set batch_size={fit})" if fit else
+                                 f"it needs at least one image per rank ({world})"))
         self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
         self.epoch, self.start_batch = 0, 0
 

@@ -40,16 +40,20 @@ class RecordError(ValueError):
     """A record file or record that cannot be trusted; the message names file:line where there is one."""
 
 
+def runs_root() -> Path:
+    """Where runs, checkpoints and records live: $RELABEL_RUNS (default: <repo>/runs)."""
+    return Path(os.environ.get("RELABEL_RUNS", REPO_ROOT / "runs"))
+
+
 def default_records_path(scale: str) -> Path:
     """Where records of a scale live: $RELABEL_RUNS/records/<scale>.jsonl (default: <repo>/runs)."""
-    root = Path(os.environ.get("RELABEL_RUNS", REPO_ROOT / "runs"))
-    return root / "records" / f"{scale}.jsonl"
+    return runs_root() / "records" / f"{scale}.jsonl"
 
 
 def write_json_atomic(path: str | os.PathLike, obj: dict) -> None:
     """Writes JSON so that a reader (or a kill) never sees half a file."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: concurrent writers never share one
     tmp.write_text(json.dumps(obj, indent=1))
     os.replace(tmp, path)
 
@@ -200,7 +204,7 @@ def file_sha256(path: str | os.PathLike) -> str:
     key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
     if key in _SHA_CACHE:
         return _SHA_CACHE[key]
-    cache_file = Path(os.environ.get("RELABEL_RUNS", REPO_ROOT / "runs")) / "sha256-cache.json"
+    cache_file = runs_root() / "sha256-cache.json"
     try:
         disk = json.loads(cache_file.read_text())
     except (OSError, ValueError):
@@ -210,9 +214,7 @@ def file_sha256(path: str | os.PathLike) -> str:
             disk[key] = hashlib.file_digest(f, "sha256").hexdigest()
         try:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(disk))
-            os.replace(tmp, cache_file)
+            write_json_atomic(cache_file, disk)
         except OSError:  # a read-only runs folder: the hash is still right, only not remembered
             pass
     _SHA_CACHE[key] = disk[key]

@@ -35,8 +35,8 @@ from timm.scheduler import CosineLRScheduler
 from torch.utils.data import DataLoader
 from relabel.progress import bar as progress_bar
 
-from relabel.configs import StrictConfig
-from relabel.dist import DistInfo, init_distributed  # noqa: F401  (moved to relabel.dist; re-exported)
+from relabel.configs import ConfigError, StrictConfig
+from relabel.dist import DistInfo, init_distributed
 from relabel.launch import set_aside
 from relabel.records import config_hash
 from relabel.loader import ResumableSampler, TrainSet, _mix, collate_train, train_transform
@@ -288,7 +288,7 @@ def cpu_bf16_enabled() -> bool:
     unless RELABEL_CPU_BF16=0 (e.g. to time the fp32 path every AVX2 laptop takes); RELABEL_CPU_BF16=1 forces it."""
     mode = os.environ.get(CPU_BF16_ENV, "auto").strip().lower()
     if mode not in ("auto", "0", "1"):
-        raise ValueError(f"{CPU_BF16_ENV} must be auto, 0 or 1, got '{mode}'")
+        raise ConfigError(f"{CPU_BF16_ENV} must be auto, 0 or 1, got '{mode}'")
     return cpu_bf16_native() if mode == "auto" else mode == "1"
 
 
@@ -352,8 +352,7 @@ class TrainResult:
 
 def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, store=None,
           teacher: nn.Module | None = None, teacher_input_size: int | None = None, workers: int = 0,
-          device: torch.device | None = None, progress: bool = True, init: dict | None = None,
-          ) -> TrainResult:
+          device: torch.device | None = None, progress: bool = True, init: dict | None = None) -> TrainResult:
     """Trains (or resumes, or returns the finished model of) one run whose checkpoints live in `workdir`.
 
     `store` is an opened LabelMapStore whose rows are `train_set.rows` (label='relabel'); `teacher` a model in
@@ -400,11 +399,9 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
     ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda"
                                                     else None) if info.world > 1 else model
     amp = device.type == "cuda" or (cfg.amp_cpu and cpu_bf16_enabled())
-    # channels-last: oneDNN's fast convolution/pooling layout on CPUs (fp32 too: a mini ResNet-50 step on AVX2
-    # went from ~197 to ~124 ms, model only, one thread) and the tensor-core layout for bf16 on GPUs
-    channels_last = amp or device.type == "cpu"
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    # channels-last always: oneDNN's fast convolution/pooling layout on CPUs (fp32 too: a mini ResNet-50 step on
+    # AVX2 went from ~197 to ~124 ms, model only, one thread) and the tensor-core layout for bf16 on GPUs
+    model.to(memory_format=torch.channels_last)
     local_bs = cfg.batch_size // info.world
     bar = progress_bar(total=total, initial=step, disable=not (progress and info.main), unit="step",
                desc=f"train {cfg.model} [{cfg.label}{'/' + cfg.relabel_variant if cfg.label == 'relabel' else ''}]")
@@ -427,8 +424,7 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
         for x, _boxes, _flips, labels, _rows, *pooled in batches:
             scheduler.step_update(step)
             x, labels = x.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
             with torch.no_grad():
                 if cfg.label == "onehot":
                     target = onehot_target(labels, cfg.num_classes, cfg.label_smoothing)

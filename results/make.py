@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from relabel import launch
+from relabel import dist, launch
 from relabel import records as R
 from results import render, tables
 
@@ -165,13 +165,14 @@ def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_
                 log("  all cells have records; nothing to run")
     if dry_run:
         return status
-    dist_barrier()  # under torchrun every rank has planned from the same records before rank 0 writes new ones
+    dist.init_distributed()
+    dist.barrier()  # under torchrun every rank has planned from the same records before rank 0 writes new ones
     # One pool for all the targets' runs (a run two tables need runs once, with both tables' evaluators), so
     # the workers stay busy across table boundaries.
     todo = merge_jobs([j for p in plans.values() for j in p if j.registered])
     if run and todo:
         run_jobs(todo, scale, main_records, registry, jobs, log, "+".join(plans))
-    if not launch_rank0():
+    if not dist.is_main():
         return status  # under torchrun, rank 0 renders and reports
     records = current()
     for spec in specs:
@@ -240,17 +241,24 @@ def list_experiments(targets=(), scale="mini", seeds=None, record_paths=(), log=
         seeds_text = ",".join(map(str, sorted(recorded))) or "—"
         if partly:
             seeds_text += f" ({','.join(map(str, sorted(partly)))} partly)"
-        lacking = sorted({s for *_, src in where for s in (src.seeds or want_seeds)
-                          if s not in render.select(current, src, scale)} if where else set(want_seeds) - recorded)
+        have = [set(render.select(current, src, scale)) for *_, src in where]
+        if seeds is None and not any(src.seeds for *_, src in where):
+            # as `make` without --seeds: a cell holding a record at any seed is filled
+            lacking = [] if (all(have) if where else recorded) else ["any"]
+        else:
+            lacking = sorted({s for (*_, src), got in zip(where, have) for s in (src.seeds or want_seeds)
+                              if s not in got} if where else set(want_seeds) - recorded)
         stale = sum(r["experiment"] == exp_id for r in records) - sum(r["experiment"] == exp_id for r in current)
-        state = "yes" if not lacking else f"no: seed {','.join(map(str, lacking))}"
+        state = ("yes" if not lacking else "no: no record" if lacking == ["any"]
+                 else f"no: seed {','.join(map(str, lacking))}")
         if exp_id not in registry:
             state += ", not registered"
         if stale:
             state += f" ({stale} stale)"
         lines.append((exp_id, seeds_text, state,
                       _cells_text((s, r, c) for s, r, c, _ in where) or "— (no table reads it)"))
-    head = ("experiment", "seeds recorded", f"current (seeds {','.join(map(str, want_seeds))})", "cells")
+    head = ("experiment", "seeds recorded",
+            "current (any seed)" if seeds is None else f"current (seeds {','.join(map(str, want_seeds))})", "cells")
     widths = [max(len(x[i]) for x in [head, *lines]) for i in range(3)]
     log(f"{len(lines)} experiment(s) of {', '.join(s.name for s in specs)} at scale {scale}; records: "
         f"{', '.join(str(p) for p in [R.default_records_path(scale), *record_paths])}")
@@ -259,32 +267,18 @@ def list_experiments(targets=(), scale="mini", seeds=None, record_paths=(), log=
     return 0
 
 
-def launch_rank0() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def dist_barrier() -> None:
-    """A barrier across torchrun's ranks (none in a plain process)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        import torch.distributed as dist
-        from relabel.train import init_distributed
-        init_distributed()
-        dist.barrier()
-
-
 def check_launch(scale: str, jobs: int) -> None:
     """Full scale: runs go one after another, each over every GPU under torchrun — never several jobs sharing
     GPU 0. A plain process on a machine with several GPUs gets a note on how to use them."""
     if scale != "full":
         return
-    world = int(os.environ.get("WORLD_SIZE", "1"))
     if jobs > 1:
         raise UsageError(f"at full scale runs execute one after another, each across the GPUs under torchrun; "
                          f"--jobs {jobs} would put {jobs} runs on GPU 0 (drop --jobs / JOBS=; `make ... SCALE=full` "
                          f"launches torchrun over every visible GPU)")
     import torch
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if world == 1 and n > 1:
+    if dist.world_size() == 1 and n > 1:
         print(f"note: {n} GPUs are visible but this is one process, so every run uses GPU 0; launch with "
               f"`torchrun --standalone --nproc_per_node={n} -m results.make ...` (what `make ... SCALE=full` does)",
               file=sys.stderr)
@@ -333,7 +327,9 @@ def main(argv=None) -> int:
                     "with cores/jobs threads (default 1; must be 1 at full scale, where torchrun spreads each "
                     "run over the GPUs)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override the pretraining recipe for every run, e.g. --set epochs=1 --set batch_size=8 "
+                    help="override the pretraining recipe for every run (Tables 2-7, Figs. 2, 4-6 and the backbones "
+                         "Tables 8-10 start from; their own fine-tuning takes `python -m transfer` / "
+                         "`python -m multilabel_coco --set`), e.g. --set epochs=1 --set batch_size=8 "
                          "--set input_size=64 --set workers=0 (a smoke run; its records carry the changed recipe, "
                          "so they never count for the real one); unknown keys are refused")
     ap.add_argument("--extra-rows", action="store_true",
@@ -343,7 +339,7 @@ def main(argv=None) -> int:
                     help="render from the records there are, running nothing (missing cells stay '—')")
     a = ap.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a log file as they happen
-    log = print if launch_rank0() else (lambda *_a, **_k: None)
+    log = print if dist.is_main() else (lambda *_a, **_k: None)
     try:
         if a.list:  # (under --set, the records of that recipe are the current ones)
             set_overrides(a.set, a.scale)

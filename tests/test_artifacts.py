@@ -26,7 +26,7 @@ _JOB = textwrap.dedent('''
     import torch.distributed as dist
     from relabel import launch
     from relabel import records as R
-    from relabel.train import init_distributed
+    from relabel.dist import init_distributed
 
     out = Path(sys.argv[1])
     (out / f"pid{os.environ['RANK']}").write_text(str(os.getpid()))  # for the test to stop a hung rank

@@ -66,6 +66,8 @@ DAMAGE = {
     "imagenet-a missing": (lambda r: shutil.rmtree(r / "imagenet-a"), "imagenet-a", ["imagenet-a", "200 wnid"]),
     "imagenet-c cell missing": (lambda r: shutil.rmtree(r / "imagenet-c" / "frost" / "3"), "imagenet-c",
                                 ["ImageNet-C frost/3", "frost/3", LAYOUTS["imagenet-c"]]),
+    "imagenet-c cell with a stray folder": (lambda r: (r / "imagenet-c" / "frost" / "2" / "misc").mkdir(),
+                                            "imagenet-c", ["ImageNet-C frost/2", "['misc']", "not in the class list"]),
     "bgc class map missing": (lambda r: (r / "bg_challenge" / "in_to_in9.json").unlink(), "bgc",
                               ["in_to_in9.json", LAYOUTS["bgc"]]),
     "bgc foreground mask missing": (lambda r: shutil.rmtree(r / "bg_challenge" / "fg_mask" / "val" / "00_dog"),

@@ -12,7 +12,7 @@ from PIL import Image
 from relabel.checkpoint import CheckpointError
 from tests.test_detection import tiny_backbone
 from transfer import finegrained as FG
-from relabel.checkpoint import file_sha256
+from relabel.records import file_sha256
 from transfer.backbone import open_backbone
 from transfer.grid import grid, grid_search, protocols, select
 

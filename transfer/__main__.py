@@ -14,15 +14,8 @@ import sys
 from pathlib import Path
 
 from relabel.checkpoint import CheckpointError
-from relabel.configs import ConfigError, parse_overrides
+from relabel.configs import parse_overrides  # its ConfigError is a ValueError: printed by main
 from transfer.workdir import StaleWorkdirError
-
-
-def _overrides(items) -> dict:
-    try:
-        return parse_overrides(items)
-    except ConfigError as e:
-        raise SystemExit(f"error: {e}") from None
 
 
 def main(argv=None) -> int:
@@ -41,12 +34,12 @@ def main(argv=None) -> int:
         if a.stage == "finegrained":
             from transfer.backbone import open_backbone
             from transfer.finegrained import get_config, run_grid
-            cfg = get_config(a.scale, a.task, **_overrides(a.set))
+            cfg = get_config(a.scale, a.task, **parse_overrides(a.set))
             res = run_grid(cfg, open_backbone(a.backbone, cfg.backbone_arch), out, a.seed)
             metrics = {k: res[k] for k in ("top1_best_on_test", "top1_selected_on_holdout", "selected_point")}
         else:
             from transfer.detection import get_config, run_detection
-            cfg = get_config(a.scale, a.detector, **_overrides(a.set))
+            cfg = get_config(a.scale, a.detector, **parse_overrides(a.set))
             metrics = run_detection(cfg, a.backbone, out, a.seed).metrics
     except (CheckpointError, FileNotFoundError, ValueError, StaleWorkdirError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)

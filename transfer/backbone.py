@@ -15,7 +15,8 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file
 
-from relabel.checkpoint import CheckpointError, file_sha256, read_meta
+from relabel.checkpoint import CheckpointError, read_meta
+from relabel.records import file_sha256
 
 
 @dataclass(frozen=True)

@@ -309,7 +309,7 @@ def run_detection(cfg: DetectionConfig, backbone: str | os.PathLike, workdir: st
     refused, or with on_stale='set_aside' moved aside (transfer/workdir.py)."""
     from mmengine.runner import Runner
 
-    from relabel.checkpoint import file_sha256
+    from relabel.records import file_sha256
     from transfer.mm_hooks import TrainWallTimeHook
     from transfer.workdir import handle_stale
 

@@ -18,7 +18,8 @@ import os
 
 from relabel import launch
 from relabel import records as R
-from relabel.checkpoint import CheckpointError, file_sha256
+from relabel.checkpoint import CheckpointError
+from relabel.records import file_sha256
 from relabel.records import make_record
 from transfer.data import ensure_data
 

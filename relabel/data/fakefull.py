@@ -50,6 +50,7 @@ import numpy as np
 from PIL import Image
 
 from relabel.data.formats import split_rng
+from relabel.evaluators.robust import IN9_VARIANTS
 from relabel.evaluators.roots import V2_VARIANTS, timm_info
 
 __all__ = ["make_fake_full", "CLASS_INDICES", "FakeTreeError", "main"]
@@ -61,7 +62,6 @@ STAMP = "fakefull.json"
 CLASS_INDICES = (0, 1, 22, 207, 980, 94, 309, 402, 817, 365)
 IN9_CLASSES = ("00_dog", "01_bird", "02_wheeled vehicle", "03_reptile", "04_carnivore", "05_insect",
                "06_musical instrument", "07_primate", "08_fish")
-IN9_VARIANTS = ("original", "only_bg_b", "only_bg_t", "no_fg", "only_fg", "mixed_same", "mixed_rand", "mixed_next")
 # ImageNet index ranges per IN-9 class (WordNet groups; the format of backgrounds_challenge's in_to_in9.json).
 _IN9_RANGES = {0: [(151, 268)], 1: [(7, 24), (80, 100), (127, 146)], 3: [(33, 68)], 4: [(269, 299)],
                5: [(300, 319)], 7: [(365, 382)], 8: [(0, 6), (389, 397)],

@@ -200,6 +200,8 @@ def read_in9(root: str | Path, variant: str, split: str = "val") -> list[tuple[P
 def read_in_to_in9(path: str | Path, n_classes: int) -> np.ndarray:
     """``in_to_in9.json`` as an int array: fine class index -> coarse class, -1 for classes outside IN-9."""
     data = json.loads(Path(path).read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a JSON object {{fine class index: IN-9 class}}.")
     table = np.full(n_classes, -1, dtype=np.int64)
     for k, v in data.items():
         if not 0 <= int(k) < n_classes:

@@ -77,6 +77,7 @@ def check_data(names: Iterable[str], roots: DataRoots, **options) -> None:
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         raise ValueError(f"unknown evaluator(s) {unknown}; known: {', '.join(NAMES)}")
+    known = set(roots.classes)
     o = _options(dict(options))
 
     def need(path, what, key, is_file=False) -> Path:
@@ -125,7 +126,7 @@ def check_data(names: Iterable[str], roots: DataRoots, **options) -> None:
         elif name == "imagenet-a":
             root = need(roots.imagenet_a, "ImageNet-A", "imagenet-a")
             try:
-                class_folder_samples(root, roots.classes, "ImageNet-A")
+                class_folder_samples(root, roots.classes, "ImageNet-A", "imagenet-a")
             except EvalError as e:
                 raise DatasetMissing(f"{str(e).rstrip('.')}; {roots.fix_hint()}.") from None
         elif name == "imagenet-c":
@@ -138,15 +139,20 @@ def check_data(names: Iterable[str], roots: DataRoots, **options) -> None:
                 for c in o.c_corruptions:
                     for s in o.c_severities:
                         cell = need(root / c / str(s), f"ImageNet-C {c}/{s}", "imagenet-c")
-                        if not any(_has_image(f) for f in class_folders(cell)):
+                        folders = class_folders(cell)
+                        if not any(_has_image(f) for f in folders):
                             raise wrong(cell, f"ImageNet-C {c}/{s} folder", "imagenet-c",
                                         "holds no images in <class>/ folders")
+                        stray = sorted(f.name for f in folders if f.name not in known)  # the evaluator refuses them
+                        if stray:
+                            raise wrong(cell, f"ImageNet-C {c}/{s} folder", "imagenet-c",
+                                        f"has folders {stray[:3]} that are not in the class list")
         elif name == "bgc":
             root = need(roots.bgc, "background-challenge (IN-9)", "bgc")
             table = need(root / "in_to_in9.json", "IN-9 class map", "bgc", True)
             try:
                 read_in_to_in9(table, len(roots.classes))
-            except (ValueError, AttributeError) as e:  # not JSON, not a {index: coarse class} object
+            except ValueError as e:  # not JSON, not a {index: coarse class} object
                 raise wrong(table, "IN-9 class map", "bgc", f"is not this scale's index -> IN-9 class map ({e})") \
                     from None
             for sub in ("original/val", "only_bg_t/val", "fg_mask/val"):

@@ -92,7 +92,8 @@ def images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-def class_folder_samples(root: Path, classes: tuple[str, ...], what: str) -> list[tuple[Path, int]]:
+def class_folder_samples(root: Path, classes: tuple[str, ...], what: str, layout: str = "val"
+                         ) -> list[tuple[Path, int]]:
     """`root/<class>/<image>` with labels = index of the folder name in the dataset's class list (not the sorted
     position among the folders present, which shifts when a class folder is missing); the training reader's rule
     (`relabel.data.readers.list_class_folders`: an unknown folder is an error, hidden ones and lost+found skipped)."""
@@ -101,7 +102,7 @@ def class_folder_samples(root: Path, classes: tuple[str, ...], what: str) -> lis
     except ValueError as e:
         raise EvalError(str(e)) from None
     if not samples:
-        raise EvalError(f"{what} folder {root} holds no images; expected {LAYOUTS['val']}.")
+        raise EvalError(f"{what} folder {root} holds no images; expected {LAYOUTS[layout]}.")
     return samples
 
 

@@ -18,6 +18,7 @@ from relabel import evaluators as E
 from relabel import records as R
 from relabel.checkpoint import CheckpointError, load_checkpoint
 from relabel.evaluators.roots import FULL_TREE
+from relabel.launch import runs_root
 
 # Eval protocol when the checkpoint does not store one: mini images (48 px) are seen whole, as the pretraining
 # experiments evaluate them; full scale is ImageNet's Resize 256 + CenterCrop 224.
@@ -152,7 +153,7 @@ def default_experiment(ckpt: str | Path, scale: str) -> str:
     if name != "model":
         return f"ckpt/{name}"
     folder = path.resolve().parent
-    runs_scale = R.default_records_path(scale).parent.parent.resolve() / scale  # $RELABEL_RUNS/<scale>
+    runs_scale = runs_root().resolve() / scale  # $RELABEL_RUNS/<scale>
     if folder.is_relative_to(runs_scale) and folder != runs_scale:
         return f"ckpt/{folder.relative_to(runs_scale).as_posix()}"
     parts = folder.parts[1:][-CKPT_PARENTS:]  # without the root ('/')

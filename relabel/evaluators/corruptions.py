@@ -177,7 +177,7 @@ def evaluate_imagenet_c(ctx: EvalContext) -> EvalResult:
         for c, s in bar:
             bar.set_postfix_str(f"{c} s{s}", refresh=False)
             samples = class_folder_samples(ctx.require(root / c / str(s), f"ImageNet-C {c}/{s}", "imagenet-c"),
-                                           ctx.roots.classes, f"ImageNet-C {c}/{s}")
+                                           ctx.roots.classes, f"ImageNet-C {c}/{s}", "imagenet-c")
             samples = [samples[i] for i in _subset(len(samples), n_images, o.c_seed)]
             logits = predict(ctx.model, PathSet([p for p, _ in samples], tf), ctx.batch_size, ctx.workers,
                              ctx.device, progress=False)
