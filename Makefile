@@ -29,7 +29,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt tools/gxx_cxx20 | sha1s
 TABLES := fig2 table2 table3 tableA1 table4 table5 table6 fig4 fig5 fig6 table7 table8 table9 table10
 RENDER_ONLY := costs
 
-.PHONY: setup demo test test-fast tables bench clean-venv $(TABLES) $(RENDER_ONLY)
+.PHONY: setup demo test test-fast tables bench annotator publish claims clean-venv $(TABLES) $(RENDER_ONLY)
 
 # Idempotent set-up: a stamp keyed by the requirement files marks a finished install.
 setup: $(STAMP)
@@ -78,6 +78,20 @@ bench: setup
 	$(VPY) -m bench.bench_pooling --out runs/bench/bench_pooling.json --scale $(SCALE) \
 		--records $$($(VPY) -c "from relabel.records import default_records_path as p; print(p('$(SCALE)'))")
 	$(VPY) -m results.make costs --scale $(SCALE) --no-run
+
+# Commit the results: the records the tables read go to results/records/$(SCALE).jsonl, and every table, figure
+# and the claims ledger are rendered from that file alone into results/$(SCALE)/ (python -m results.publish --help).
+# The default mini annotator, trained here once (27.6 min on one bf16-native core) and published under pretrain/published/ for every
+# mini run (issue 15): commit the .safetensors and .json it writes.
+annotator: setup
+	$(VPY) -m pretrain.publish_annotator
+
+publish: setup
+	$(VPY) -m results.publish --scale $(SCALE) $(foreach r,$(RECORDS),--records $(r))
+
+# The claims ledger (results/$(SCALE)/claims.md, .csv) and README.md's claims block, from the committed records.
+claims: setup
+	$(VPY) -m results.publish --claims --scale $(SCALE)
 
 clean-venv:
 	rm -rf $(VENV)

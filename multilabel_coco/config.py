@@ -136,16 +136,17 @@ def get_config(scale: str, arch: str = "resnet50", row: str = "baseline", seed: 
         train = TrainConfig(num_classes=10, input_size=48, crop_scale=(0.08, 1.0), color_jitter=0.2, hflip=0.0,
                             epochs=23, max_steps=200, batch_size=64, optimizer="adamp", lr=2e-3,
                             weight_decay=0.01, warmup_epochs=1.0, loss="bce", ckpt_every=100)
+        # the default annotator's resolution (96 px: the 48 px images upsampled), read at stride 16 → a 6×6 map
         annotator_train = train.replace(label="multihot", crop_scale=(0.5, 1.0), epochs=3, max_steps=400,
-                                        lr=1e-3)
+                                        lr=1e-3, input_size=96)
         cfg = MultiLabelConfig(
             scale="mini", arch=arch, row=row, dataset=f"{world.name}/coco", world=str(world),
             train_images=str(coco / "train"), train_annotations=str(coco / "annotations/instances_train.json"),
             val_images=str(coco / "val"), val_annotations=str(coco / "annotations/instances_val.json"),
             init=f"experiment:pretrain/{arch}/original", train=train,
             annotator=CocoAnnotatorConfig(init="annotator/default", train=annotator_train,
-                                      extra_images=str(world / "extra"), input_size=48,
-                                      read_kwargs={"output_stride": 8}, k=10, score_dtype="float32"),
+                                      extra_images=str(world / "extra"), input_size=96,
+                                      read_kwargs={"output_stride": 16}, k=10, score_dtype="float32"),
             map_grid=(6, 6), oracle_k=5, eval_input=48, eval_batch=150, workers=0, cache_images=True)
     else:
         raise ValueError(f"scale must be 'mini' or 'full', got '{scale}'")

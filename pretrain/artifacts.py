@@ -1,11 +1,12 @@
 """Shared pretraining artifacts per scale: the data, the machine annotator, label-map stores, the cleaned list.
 
 Each is built once under `runs/<scale>/` behind a file lock and reused by every row and seed. Mini: the world is
-generated, the annotator trained on its extra split and the train split annotated. Full: ImageNet from
-IMAGENET_ROOT, and either the official released maps (RELABEL_OFFICIAL_MAPS, imported) or an annotator checkpoint
-(RELABEL_ANNOTATOR_CKPT, run over the train set). Variants (fp16, 8-bit, top-k) are derived from one base store.
-Annotators other than the default (Fig. 4's ladder, Fig. 6's KD teachers) live under `annotator/<name>/` with
-stores named after them; Table 5's extra data is the extra split re-labelled by the annotator and class-balanced.
+generated, the annotator published (pretrain/published/) or trained on its train and extra splits, and the train
+split annotated. Full: ImageNet from IMAGENET_ROOT, and either the official released maps (RELABEL_OFFICIAL_MAPS,
+imported) or an annotator checkpoint (RELABEL_ANNOTATOR_CKPT, run over the train set). Variants (fp16, 8-bit,
+top-k) are derived from one base store. Annotators other than the default (Fig. 4's ladder, Fig. 6's KD
+teachers) live under `annotator/<name>/` with stores named after them; Table 5's extra data is the extra split
+re-labelled by the annotator and class-balanced.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from pretrain.config import ANNOTATORS, annotator_config
 from relabel import dist, launch
 from relabel import evaluators as E
 from relabel.annotate import annotate
-from relabel.checkpoint import load_model, read_meta, save_model
+from relabel.checkpoint import CheckpointError, load_model, read_meta, save_model
 from relabel.costs import model_stats
 from relabel.data import ensure_world
 from relabel.data.readers import class_folders, list_class_folders, read_voc_boxes
@@ -67,8 +68,55 @@ def _artifacts(cfg) -> Path:
     return launch.runs_root() / cfg.scale
 
 
+# The published mini annotator (issue 15): the default annotator's weights, trained once by `make annotator`
+# (`python -m pretrain.publish_annotator`) and committed with a JSON of its recipe hash, sha256 and accuracy, as the
+# paper's annotator is a downloaded model. Every mini run takes this file when its recipe is the code's; otherwise
+# (or with RELABEL_PUBLISHED_ANNOTATOR=0) the annotator is trained here. tests/test_published_annotator.py fails when
+# the code's recipe and the published file disagree.
+PUBLISHED_DIR = Path(__file__).resolve().parent / "published"
+PUBLISHED_ENV = "RELABEL_PUBLISHED_ANNOTATOR"
+
+
+def published_paths(scale: str, name: str = "default") -> tuple[Path, Path]:
+    """(weights, JSON) of the published annotator `name` at `scale`."""
+    return PUBLISHED_DIR / f"annotator-{scale}-{name}.safetensors", PUBLISHED_DIR / f"annotator-{scale}-{name}.json"
+
+
+def published_annotator(cfg, name: str = "default") -> dict | None:
+    """The published annotator's JSON (with 'path') when it exists, is enabled and was trained under the code's
+    recipe for `name`; else None (the annotator is then trained here)."""
+    a = annotator_config(cfg, name)
+    if a.train is None or os.environ.get(PUBLISHED_ENV, "1") == "0":
+        return None
+    weights, meta = published_paths(cfg.scale, name)
+    if not (weights.is_file() and meta.is_file()):
+        return None
+    info = json.loads(meta.read_text())
+    if info.get("recipe_hash") != config_hash(a.recipe()) or info.get("world") != mini_world_name():
+        _warn_once(f"note: {weights.name} was trained under another annotator recipe or world than the code's; "
+                   "training the annotator here instead (`make annotator` publishes a new one)")
+        return None
+    if file_sha256(weights) != info.get("sha256"):  # checked on every rank, before any build starts
+        raise CheckpointError(f"{weights} does not match the sha256 in {meta.name}; restore both with git "
+                              "(`git checkout -- pretrain/published`) or publish anew with `make annotator`")
+    return {**info, "path": str(weights)}
+
+
+def mini_world_name() -> str:
+    """The default mini world's folder name (generator version, seed and knobs), without building it."""
+    from relabel.data.world import world_name
+    from relabel.data.world_config import make_config
+    return world_name(0, make_config())
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(msg: str) -> None:
+    print(msg, flush=True)
+
+
 def annotator_checkpoint(cfg, name: str = "default") -> Path:
-    """The annotator's safetensors: trained here on the extra split (mini) or the configured file (full)."""
+    """The annotator's safetensors: the published file (mini, copied into its workdir), trained here on the extra
+    split (mini) or the configured file (full)."""
     a = annotator_config(cfg, name)
     if a.train is None:
         if not a.checkpoint:
@@ -76,27 +124,47 @@ def annotator_checkpoint(cfg, name: str = "default") -> Path:
         return Path(a.checkpoint)
     wd = launch.workdir(f"annotator/{name}", cfg.scale, 0)
     ckpt = wd / "model.safetensors"
+    pub = published_annotator(cfg, name)
 
     def build():  # collective: DDP training under torchrun; only rank 0 writes the file
-        root = world_dir(cfg) / "extra"
-        ds = TrainSet(root, _samples(root, data_roots(cfg).classes), train_transform_for(a.train), seed=0,
-                      cache=cfg.cache_images)
+        if pub is not None:
+            if dist.is_main():
+                data = Path(pub["path"]).read_bytes()
+                wd.mkdir(parents=True, exist_ok=True)
+                tmp = ckpt.with_suffix(".tmp")
+                tmp.write_bytes(data)
+                os.replace(tmp, ckpt)
+            return
+        root = world_dir(cfg)
+        samples = [Sample(f"{split}/{s.path}", s.label) for split in a.train_splits
+                   for s in _samples(root / split, data_roots(cfg).classes)]
+        ds = TrainSet(root, samples, train_transform_for(a.train), seed=0, cache=cfg.cache_images)
         set_aside_stale(wd / "train", a.train)
         res = train(a.train, ds, wd / "train", workers=cfg.workers)
         if dist.is_main():
             save_model(res.model, ckpt, arch=a.train.model, model_kwargs=a.train.model_kwargs,
                        num_classes=a.train.num_classes,
-                       extra={"train_wall_s": res.wall_s, "config_hash": config_hash(a.train.to_dict())})
+                       extra={"train_wall_s": res.wall_s, "config_hash": config_hash(a.recipe())})
 
     # another recipe's annotator is set aside with its training folder and retrained; its label artifacts carry
     # the recipe hash in their names (_annotator_tag), so they are made anew too
-    launch.artifact(ckpt, annotator_identity(cfg, name), build, collective=True, companions=(wd / "train",))
+    launch.artifact(ckpt, annotator_identity(cfg, name), build, collective=pub is None,
+                    companions=(wd / "train",))
     # the same folder is the workdir of the `annotator/<name>` experiment (Fig. 4, Table 10's init), which the
     # launcher judges by its recipe stamp: stamp it too, or run_job / ensure_checkpoint would set this current
     # annotator aside as unstamped and train it again (its recipe is its training config)
-    if dist.is_main() and launch.stamped_recipe(wd) != config_hash(a.train.to_dict()):
-        launch.write_stamp(wd / launch.RECIPE_STAMP, a.train.to_dict())
+    recipe = annotator_recipe(cfg, name)
+    if dist.is_main() and launch.stamped_recipe(wd) != config_hash(recipe):
+        launch.write_stamp(wd / launch.RECIPE_STAMP, recipe)
     return ckpt
+
+
+def annotator_recipe(cfg, name: str = "default") -> dict:
+    """The recipe of the `annotator/<name>` experiment for an annotator made at mini: its training config, plus the
+    sha256 of the published weights when those are taken (a re-published file re-runs its records)."""
+    a = annotator_config(cfg, name)
+    pub = published_annotator(cfg, name)
+    return {**a.recipe(), **({"published_weights_sha256": pub["sha256"]} if pub else {})}
 
 
 def _no_annotator(name: str) -> str:
@@ -140,8 +208,10 @@ def annotator_identity(cfg, name: str = "default") -> dict:
     if name not in ANNOTATORS:
         return {"oracle": "the mini world's masks"} if name == "oracle" else {"name": name}
     a = annotator_config(cfg, name)
-    if a.train is not None:
-        return {"recipe": config_hash(a.train.to_dict())}
+    if a.train is not None:  # trained here, or published (then its weights are part of what made the maps)
+        pub = published_annotator(cfg, name)  # ... and how its maps are read (another stride: other maps)
+        return {"recipe": config_hash(a.recipe()), "read": {"input_size": a.input_size, **a.read_kwargs},
+                **({"weights_sha256": pub["sha256"]} if pub else {})}
     if name == "default" and a.official_maps:  # the release, when both are set (as the import takes it)
         return {"official_release": official_fingerprint(a.official_maps)}
     if not a.checkpoint:
@@ -196,7 +266,8 @@ def _annotator_tag(cfg, name: str) -> str:
     if name not in ANNOTATORS:
         return name
     ident = annotator_identity(cfg, name)
-    short = (ident["recipe"][:8] if "recipe" in ident else f"sha-{ident['checkpoint_sha256'][:12]}"
+    short = (ident["recipe"][:8] + (f"-w{ident['weights_sha256'][:8]}" if "weights_sha256" in ident else "")
+             if "recipe" in ident else f"sha-{ident['checkpoint_sha256'][:12]}"
              if "checkpoint_sha256" in ident else f"official-{ident['official_release'][:12]}")
     return f"{name}@{short}"
 

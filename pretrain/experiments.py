@@ -209,15 +209,16 @@ def run_annotator(ctx, name: str) -> None:
     a = annotator_config(cfg, name)
     acfg = a.train
     extra = {**model_stats(model, a.input_size), "train_wall_s": A.annotator_train_seconds(cfg, name)}
-    record_evaluations(ctx, model, acfg if acfg is not None else TrainConfig(), cfg,
-                       {"name": A.dataset_name(cfg), "split": "extra", "size": 0}, extra)
+    # read at its own input size (the paper's L2 at 475 px, the mini annotator at its own), whole images
+    record_evaluations(ctx, model, acfg if acfg is not None else TrainConfig(), cfg.replace(eval_input=a.input_size),
+                       {"name": A.dataset_name(cfg), "split": "+".join(a.train_splits), "size": 0}, extra)
 
 
 def _annotator_recipe(scale: str, seed: int, name: str) -> dict:
     cfg = get_config(scale)
     train_cfg = annotator_config(cfg, name).train
-    if train_cfg is not None:  # trained here: its recipe is its identity
-        return train_cfg.to_dict()
+    if train_cfg is not None:  # trained here or published: its recipe (+ the published weights) is its identity
+        return A.annotator_recipe(cfg, name)
     return {**TrainConfig().to_dict(), **A.recipe_annotators(cfg, (name,))}
 
 
@@ -251,7 +252,7 @@ def run_crop_iou(ctx) -> None:
 
 def _fig5_recipe(scale, seed=0):
     cfg = get_config(scale)  # the annotator behind the maps: its recipe (mini) or its identity (full)
-    return cfg.annotator.train.to_dict() if cfg.annotator.train is not None else A.recipe_annotators(cfg, ("default",))
+    return A.annotator_recipe(cfg) if cfg.annotator.train is not None else A.recipe_annotators(cfg, ("default",))
 
 
 @launch.register("analysis/label_confidence", ("crop_conf",), doc="Fig. 5: pooled-label confidence vs crop IoU",

@@ -13,7 +13,8 @@ from relabel import records as R
 from results import make, tables
 
 DEMO_TARGETS = ("fig2", "table2", "table3")
-# `make demo` from scratch (world, annotator, 12 runs) on 2 idle cores, JOBS=2, by CPU class: measured, not promised
+# `make demo` from scratch on 2 idle cores, JOBS=2, by CPU class: measured, not promised. These were measured
+# when the demo still trained the annotator (~8 of the minutes); it is published now (issue 15), not yet re-timed.
 EXPECTED_MINUTES = {"bf16-native": ("~9", "8 min 35 s on a fresh clone, 2026-11-27"),
                     "AVX2": ("~18-50", "17 min 51 s emulated on an AVX-512 EPYC, 2026-11-27; ~50 min on a real AVX2 "
                              "EPYC before channels-last, issue 17")}

@@ -1,6 +1,7 @@
 """`python -m results.make TARGET...`: run what a table's missing cells need, then render it (the make targets).
 
-For each target it reads the run records of the scale, lists the (experiment, seed) jobs whose records are missing,
+For each target it reads the run records of the scale (runs/records/<scale>.jsonl and the committed
+results/records/<scale>.jsonl, see results.publish), lists the (experiment, seed) jobs whose records are missing,
 runs the registered ones through `relabel.launch`, and renders the table to results/rendered/<scale>/. A job whose
 experiment is not registered yet is named with the issue that fills it, and the command exits non-zero; the table
 is still rendered with "—" in those cells, never with invented values.
@@ -17,6 +18,7 @@ from pathlib import Path
 from relabel import dist, launch
 from relabel import records as R
 from results import render, tables
+from results.publish import published_records_path
 
 RENDER_ROOT = Path(__file__).resolve().parent / "rendered"
 DEFAULT_SEEDS = (0,)
@@ -131,8 +133,8 @@ def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_
             specs.append(tables.get(name))
         except tables.UnknownTable as e:
             raise UsageError(e.args[0]) from None
-    main_records = R.default_records_path(scale)
-    paths = [main_records, *[Path(p) for p in record_paths]]
+    main_records = R.default_records_path(scale)  # new runs append here; the committed records are read too
+    paths = [published_records_path(scale), main_records, *[Path(p) for p in record_paths]]
     for p in record_paths:
         if not Path(p).is_file():
             raise UsageError(f"records file '{p}' does not exist")
@@ -218,8 +220,8 @@ def list_experiments(targets=(), scale="mini", seeds=None, record_paths=(), log=
         if not Path(p).is_file():
             raise UsageError(f"records file '{p}' does not exist")
     registry = launch.discover()
-    records = [r for r in load_records([R.default_records_path(scale), *map(Path, record_paths)])
-               if r["scale"] == scale]
+    paths = [published_records_path(scale), R.default_records_path(scale), *map(Path, record_paths)]
+    records = [r for r in load_records(paths) if r["scale"] == scale]
     current, _ = launch.current_records(records, registry)
     want_seeds = tuple(seeds or DEFAULT_SEEDS)
     cells: dict = {}  # experiment -> [(spec, row, col, source)], in the tables' order
@@ -261,7 +263,7 @@ def list_experiments(targets=(), scale="mini", seeds=None, record_paths=(), log=
             "current (any seed)" if seeds is None else f"current (seeds {','.join(map(str, want_seeds))})", "cells")
     widths = [max(len(x[i]) for x in [head, *lines]) for i in range(3)]
     log(f"{len(lines)} experiment(s) of {', '.join(s.name for s in specs)} at scale {scale}; records: "
-        f"{', '.join(str(p) for p in [R.default_records_path(scale), *record_paths])}")
+        f"{', '.join(str(p) for p in paths if p.exists()) or 'none yet'}")
     for line in [head, *lines]:
         log("  ".join(x.ljust(w) for x, w in zip(line, widths)) + "  " + line[3])
     return 0
@@ -287,6 +289,8 @@ def check_launch(scale: str, jobs: int) -> None:
 ENV_HELP = """environment variables:
   RELABEL_RUNS              where runs, checkpoints and records live (default: <repo>/runs)
   RELABEL_DATA              mini: where the mini world is generated (default: <repo>/data)
+  RELABEL_PUBLISHED         where the committed results live (default: <repo>/results); its records/<scale>.jsonl
+                            is read besides runs/records/ (python -m results.publish writes it)
 full scale (docs/full-scale.md has the data tree):
   IMAGENET_ROOT             ImageNet with train/<wnid>/*.JPEG and val/<wnid>/*.JPEG, and beside them the
                             evaluation sets tables 3/7 read: imagenetv2/, shankar/, imagenet-a/, imagenet-c/,
@@ -321,7 +325,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default: run seed 0, show all recorded)")
     ap.add_argument("--dry-run", action="store_true", help="list the runs that would execute and stop")
     ap.add_argument("--records", action="append", default=[], metavar="JSONL",
-                    help="extra record files to read (e.g. fixtures); new runs still append to runs/records/")
+                    help="extra record files to read besides runs/records/<scale>.jsonl and the committed "
+                         "results/records/<scale>.jsonl (e.g. fixtures); new runs still append to runs/records/")
     ap.add_argument("--out", default=str(RENDER_ROOT), help="render root (default results/rendered)")
     ap.add_argument("--jobs", type=int, default=1, help="runs to execute at once, each in its own process "
                     "with cores/jobs threads (default 1; must be 1 at full scale, where torchrun spreads each "

@@ -11,4 +11,5 @@ def isolated_runs(tmp_path, monkeypatch):
     """RELABEL_RUNS points at a fresh folder, so no test reads or writes the user's runs/."""
     runs = tmp_path / "runs"
     monkeypatch.setenv("RELABEL_RUNS", str(runs))
+    monkeypatch.setenv("RELABEL_PUBLISHED", str(tmp_path / "published"))  # nor the committed results/records/
     return runs
