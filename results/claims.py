@@ -340,10 +340,29 @@ def _mean(cell: render.Cell) -> float | None:
     return statistics.fmean(cell.values.values()) if cell.n else None
 
 
-def _latest_metrics(records: list, experiment: str, evaluator: str, scale: str) -> dict | None:
-    recs = [r for r in records if r.get("experiment") == experiment and r.get("evaluator") == evaluator
-            and r.get("scale") == scale and r.get("seed", 0) == 0]
-    return max(recs, key=lambda r: r.get("created", ""))["metrics"] if recs else None
+def _crop_metrics(records: list, scale: str) -> dict | None:
+    """Fig. 5's record (analysis/label_confidence) pooled over its seeds: each seed draws other crops, so the
+    confidences are averaged and the single-object rates weighted by their crop counts (the latest record per seed)."""
+    latest = {}
+    for r in records:
+        if (r.get("experiment"), r.get("evaluator"), r.get("scale")) != ("analysis/label_confidence", "crop_conf",
+                                                                         scale):
+            continue
+        if r.get("created", "") >= latest.get(r.get("seed"), {}).get("created", ""):
+            latest[r.get("seed")] = r
+    ms = [r["metrics"] for _, r in sorted(latest.items())]
+    if not ms:
+        return None
+    out = {k: statistics.fmean(m[k] for m in ms) for k in ("conf_iou0", "conf_iou_gt_05")}
+    out["n_seeds"] = len(ms)
+    if all("single_other_pooled_top1" in m for m in ms):
+        for rate, count in (("single_pooled_top1", "single_object_crops"), ("single_original_agree",
+                                                                             "single_object_crops"),
+                            ("single_other_pooled_top1", "single_other_crops")):
+            n = sum(m[count] for m in ms)
+            out[rate] = sum(m[rate] * m[count] for m in ms) / n if n else float("nan")
+            out[count] = n
+    return out
 
 
 def regime(records: list, scale: str = "mini") -> list[tuple[str, str, str]]:
@@ -361,23 +380,24 @@ def regime(records: list, scale: str = "mini") -> list[tuple[str, str, str]]:
         out.append((f"1. annotator error ≤ {REGIME_RATIO} × ResNet-50 (original) error, {name}",
                     f"annotator {ann:.1f}, ResNet-50 {r50:.1f} (n={n}): error ratio {ratio:.2f}",
                     "met" if ratio <= REGIME_RATIO else "not met"))
-    m = _latest_metrics(records, "analysis/label_confidence", "crop_conf", scale)
+    m = _crop_metrics(records, scale)
     if m is None:
         out += [("2. pooled-label confidence rises with IoU (Fig. 5)", "—", "not run"),
                 ("3. single-object crops", "—", "not run")]
         return out
     hi, lo = m["conf_iou_gt_05"], m["conf_iou0"]
     out.append(("2. pooled-label confidence rises with IoU (Fig. 5)",
-                f"mean max-prob {lo:.3f} at IoU = 0 → {hi:.3f} at IoU > 0.5", "met" if hi > lo else "not met"))
+                f"mean max-prob {lo:.3f} at IoU = 0 → {hi:.3f} at IoU > 0.5 ({m['n_seeds']} seeds)",
+                "met" if hi > lo else "not met"))
     if "single_other_pooled_top1" not in m:
         out.append(("3. single-object crops", "— (record predates the metric)", "not run"))
         return out
-    other = m["single_other_pooled_top1"]
-    out.append(("3. single-object crops: pooled top-1 names the object; on those of another class than the "
-                "label, in ≥ 50%",
-                f"{m['single_pooled_top1']:.1f}% vs original label {m['single_original_agree']:.1f}% "
-                f"({m['single_object_crops']} crops); other-class: {other:.1f}% vs 0% ({m['single_other_crops']})",
-                "met" if other >= 50 else "not met"))
+    pooled, orig, other = m["single_pooled_top1"], m["single_original_agree"], m["single_other_pooled_top1"]
+    out.append(("3. single-object crops: the pooled top-1 names the object about as often as the original label "
+                "(within 5 points), and on those of another class than the label in ≥ 50%",
+                f"{pooled:.1f}% vs original label {orig:.1f}% ({m['single_object_crops']} crops); other-class: "
+                f"{other:.1f}% vs 0% ({m['single_other_crops']} crops), {m['n_seeds']} seeds pooled",
+                "met" if pooled >= orig - 5 and other >= 50 else "not met"))
     return out
 
 

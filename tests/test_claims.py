@@ -181,9 +181,14 @@ def test_the_annotators_regime_is_judged_from_records():
                for s in (0, 1, 2)]
     records += [rec("annotator/default", "val", {"top1": 75.0}), rec("annotator/default", "real", {"top1": 70.0})]
     records.append(rec("analysis/label_confidence", "crop_conf", {
-        "conf_iou0": 0.3, "conf_iou_gt_05": 0.9, "single_pooled_top1": 97.0, "single_original_agree": 98.0,
+        "conf_iou0": 0.3, "conf_iou_gt_05": 0.9, "single_pooled_top1": 94.0, "single_original_agree": 98.0,
         "single_object_crops": 700, "single_other_pooled_top1": 60.0, "single_other_crops": 10}))
+    records.append(rec("analysis/label_confidence", "crop_conf", {
+        "conf_iou0": 0.5, "conf_iou_gt_05": 0.8, "single_pooled_top1": 90.0, "single_original_agree": 98.0,
+        "single_object_crops": 300, "single_other_pooled_top1": 30.0, "single_other_crops": 30}, seed=1))
     got = claims.regime(records)
-    # val: (100 − 75) / (100 − 51) = 0.51 ≤ 0.55; ReaL: 30 / 49 = 0.61
-    assert [v for *_, v in got] == ["met", "not met", "met", "met"]
+    # val: (100 − 75) / (100 − 51) = 0.51 ≤ 0.55; ReaL: 30 / 49 = 0.61; crops pooled over the two seeds by count:
+    # single (94·700 + 90·300) / 1000 = 92.8 ≥ 98 − 5; other-class (60·10 + 30·30) / 40 = 37.5 < 50
+    assert [v for *_, v in got] == ["met", "not met", "met", "not met"]
+    assert "92.8% vs original label 98.0% (1000 crops)" in got[3][1] and "37.5% vs 0% (40 crops)" in got[3][1]
     assert "error ratio 0.51" in got[0][1] and "error ratio 0.61" in got[1][1]

@@ -25,7 +25,7 @@ REPO_DIRS = ("relabel", "pretrain", "eval_real", "robustness", "transfer", "mult
 OUTPUTS = ("results/rendered/",)
 # Files the docs link to before they exist, with the issue that adds them. Once one lands, its entry must go
 # (test_planned_files_are_still_missing), so this list never hides a dead link.
-PLANNED = {"results/records/mini.jsonl": "issue #15 (`make publish` commits it after the runs)"}
+PLANNED: dict = {}  # paths the docs link before they exist: path -> the issue that makes them
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
 SPAN = re.compile(r"`([^`\n]+)`")
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
