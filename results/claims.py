@@ -225,6 +225,8 @@ NOTES: dict[str, str] = {
                                                                                    "fig6/cost-kd_b5")},
     **{f"fig4/{c}": "the annotators are trained once (seed 0); the targets vary by seed" for c in (
         "default-w025", "w05-w025", "default-w05", "e6-e2", "default-e6")},
+    "fig4/w025-baseline": ("at mini the ×0.25-width annotator is not the weakest (see fig4.md for each annotator's "
+                           "top-1): the 2-epoch one (e2) is, and fig4/e6-e2 and fig4.md show its target"),
     **{f"table6/{c}-fp32": "an invariance at 3 seeds has little power: 'holds' means no difference was detected"
        for c in ("fp16", "int8", "top1", "top3", "top10")},
 }
