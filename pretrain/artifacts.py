@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -129,10 +130,9 @@ def annotator_checkpoint(cfg, name: str = "default") -> Path:
     def build():  # collective: DDP training under torchrun; only rank 0 writes the file
         if pub is not None:
             if dist.is_main():
-                data = Path(pub["path"]).read_bytes()
                 wd.mkdir(parents=True, exist_ok=True)
                 tmp = ckpt.with_suffix(".tmp")
-                tmp.write_bytes(data)
+                shutil.copyfile(pub["path"], tmp)
                 os.replace(tmp, ckpt)
             return
         root = world_dir(cfg)

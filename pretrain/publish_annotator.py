@@ -14,7 +14,6 @@ the local one aside); otherwise this trains anew.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import platform
 import shutil
@@ -34,7 +33,7 @@ def main(argv=None) -> int:
     from pretrain.config import get_config
     from relabel import evaluators as E
     from relabel.checkpoint import load_model, read_meta
-    from relabel.records import config_hash, git_state, write_json_atomic
+    from relabel.records import config_hash, file_sha256, git_state, write_json_atomic
     from relabel.train import cpu_bf16_enabled, cpu_class
     sys.stdout.reconfigure(line_buffering=True)
     cfg = get_config("mini")
@@ -56,7 +55,7 @@ def main(argv=None) -> int:
     extra = read_meta(ckpt).get("extra", {})
     info = {"recipe_hash": config_hash(a.recipe()), "recipe": a.recipe(), "world": A.mini_world_name(),
             "input_size": a.input_size, "read_kwargs": a.read_kwargs,
-            "sha256": hashlib.sha256(ckpt.read_bytes()).hexdigest(), "bytes": size,
+            "sha256": file_sha256(ckpt), "bytes": size,
             "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
             "accuracy": acc, "evaluated_at": {"input_size": a.input_size, "crop_ratio": 1.0},
             "trained": {"wall_s": round(float(extra.get("train_wall_s", 0.0)), 1), "cpu_class": cpu_class(),
