@@ -445,9 +445,39 @@ def to_csv(rows: list[Row]) -> str:
     return buf.getvalue()
 
 
-def readme_block(rows: list[Row], n_records: int, ledger_link: str) -> str:
-    """The text between README.md's claims markers: the summary counts and a link to the ledger."""
+def readme_block(rows: list[Row], n_records: int, ledger_link: str, records: list | None = None) -> str:
+    """The text between README.md's claims markers: the summary counts, a link to the ledger, the annotator's
+    regime in one line (when `records` are given) and one line per paper table."""
     where = (f"from the {n_records} committed records" if n_records else
              "(no records are committed yet: `make publish` commits them after the runs)")
-    return (f"The paper's claims, checked at mini scale {where}: **{summary(rows)}** "
+    head = (f"The paper's claims, checked at mini scale {where}: **{summary(rows)}** "
             f"Each claim with the paper's Δ, ours and the verdict rule: [{ledger_link}]({ledger_link}).")
+    if records:
+        crit = [(c.split(".")[0] + (" (ReaL)" if c.endswith("ReaL") else " (val)" if c.endswith("val") else ""), v)
+                for c, _, v in regime(records)]
+        head += (" The mini annotator's regime (the paper's: it halves its targets' error; criteria in "
+                 "docs/mini-world.md, measured in the ledger): " + ", ".join(f"criterion {c} {v}" for c, v in crit)
+                 + ".")
+    return head + "\n\n" + "\n".join(per_table(rows))
+
+
+# how the README's per-table line groups the verdicts
+_GROUPS = (("hold", ("holds beyond noise", "holds (within noise)")), ("within noise", ("within noise",)),
+           ("against", ("opposite beyond noise", "differs beyond noise")),
+           ("not judged", ("single seed", "not paired", "not run")))
+
+
+def per_table(rows: list[Row]) -> list[str]:
+    """A Markdown table, one line per paper table/figure: how many of its claims hold, are within noise, go against
+    the paper (opposite, or an invariance that differs) or are not judged yet, and the seeds behind them."""
+    refs: dict = {}
+    for r in rows:
+        refs.setdefault(r.claim.ref, []).append(r)
+    out = ["| paper | claims | " + " | ".join(g for g, _ in _GROUPS) + " | seeds (n) |",
+           "|---|---:|" + "---:|" * len(_GROUPS) + "---|"]
+    for ref, rs in refs.items():
+        ns = sorted({r.n for r in rs if r.n})
+        seeds = "—" if not ns else (str(ns[0]) if len(ns) == 1 else f"{ns[0]}–{ns[-1]}")
+        counts = [sum(r.verdict in vs for r in rs) for _, vs in _GROUPS]
+        out.append(f"| {ref} | {len(rs)} | " + " | ".join(str(k) if k else "·" for k in counts) + f" | {seeds} |")
+    return out

@@ -179,7 +179,8 @@ def differences(committed: Path, rendered: Path) -> list[str]:
 def readme_block(path: Path, scale: str = "mini") -> str:
     """What README.md holds between its claims markers: the summary of the ledger of `path`, and its link."""
     records = _read([path])
-    return claims.readme_block(claims.ledger(records, scale), len(records), f"results/{scale}/claims.md")
+    return claims.readme_block(claims.ledger(records, scale), len(records), f"results/{scale}/claims.md",
+                               records if scale == "mini" else None)
 
 
 def _readme_parts(readme: Path) -> tuple[str, str, str]:

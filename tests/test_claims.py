@@ -192,3 +192,16 @@ def test_the_annotators_regime_is_judged_from_records():
     assert [v for *_, v in got] == ["met", "not met", "met", "not met"]
     assert "92.8% vs original label 98.0% (1000 crops)" in got[3][1] and "37.5% vs 0% (40 crops)" in got[3][1]
     assert "error ratio 0.51" in got[0][1] and "error ratio 0.61" in got[1][1]
+
+
+def test_readme_per_table_lines_count_every_claim_once():
+    rows = claims.ledger(R.read(COMMITTED), "mini")
+    lines = claims.per_table(rows)
+    assert lines[0].startswith("| paper | claims |") and len(lines) == 2 + len({c.ref for c in CLAIMS})
+    total = 0
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        n, groups = int(cells[1]), [0 if c == "·" else int(c) for c in cells[2:-1]]
+        assert sum(groups) == n, line  # every claim of the table lands in exactly one group
+        total += n
+    assert total == len(CLAIMS)
