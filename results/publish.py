@@ -177,7 +177,8 @@ def differences(committed: Path, rendered: Path) -> list[str]:
 
 # ---- README ------------------------------------------------------------------------------------------------------
 def readme_block(path: Path, scale: str = "mini") -> str:
-    """What README.md holds between its claims markers: the summary of the ledger of `path`, and its link."""
+    """What README.md holds between its claims markers: the ledger summary of `path`, its link, the annotator's
+    regime (mini) and one line per paper table (`claims.readme_block`)."""
     records = _read([path])
     return claims.readme_block(claims.ledger(records, scale), len(records), f"results/{scale}/claims.md",
                                records if scale == "mini" else None)
