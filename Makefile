@@ -8,6 +8,7 @@ SEEDS ?=
 DRY_RUN ?=
 RECORDS ?=
 EXTRA ?=
+ALL_ROWS ?=
 SET ?=
 # mini: JOBS runs at once on the cores. full: one run at a time, each spread over NPROC GPUs by torchrun (default:
 # every visible GPU), never several runs sharing GPU 0.
@@ -49,8 +50,9 @@ $(STAMP): requirements.txt tools/gxx_cxx20
 	@touch $@
 	@echo "set-up done: $(VENV)"
 
+# Trains the demo's runs here (the committed records are read only for the comparison); ALL_ROWS=1: every row.
 demo: setup
-	$(VPY) -m results.demo --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS)) --jobs $(JOBS)
+	$(VPY) -m results.demo --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(ALL_ROWS),--all-rows) --jobs $(JOBS)
 
 test: setup
 	$(VPY) -m pytest -q --durations=15 tests

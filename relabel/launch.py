@@ -73,7 +73,7 @@ class Experiment:
             want = self.recipe(rec["scale"], rec["seed"])
         except RecipeUnavailable:
             return True
-        return rec.get("config", {}).get("train") == _as_stored(want)
+        return portable(rec.get("config", {}).get("train")) == portable(_as_stored(want))
 
 
 class RecipeUnavailable(FileNotFoundError):
@@ -172,7 +172,7 @@ def run_job(job: Job, scale: str, records_path: Path, registry: dict) -> None:
     with artifact_lock(wd / "job"):
         if _main():
             if recipe is not None:
-                want, stamped = R.config_hash(recipe), stamped_recipe(wd)
+                want, stamped = R.config_hash(portable(recipe)), stamped_recipe(wd)
                 if stamped != want:
                     old = [p for p in wd.iterdir() if not p.name.endswith(".lock") and ".stale-" not in p.name]
                     for p in old:  # the files of the earlier recipe, kept beside as `<name>.stale-<hash>`
@@ -180,7 +180,7 @@ def run_job(job: Job, scale: str, records_path: Path, registry: dict) -> None:
                     if old:
                         what = f"an earlier recipe ({stamped})" if stamped else "no recipe stamp"
                         print(f"{wd} held files of {what}: set aside, running afresh", flush=True)
-                    write_stamp(wd / RECIPE_STAMP, recipe)
+                    write_stamp(wd / RECIPE_STAMP, portable(recipe))
         _barrier()
         exp.run(RunContext(job.experiment, scale, job.seed, job.evaluators, records_path, wd, recipe))
         _barrier()
@@ -199,6 +199,19 @@ def _as_stored(recipe: dict) -> dict:
     return json.loads(json.dumps(recipe))  # tuples → lists, as a record stores it
 
 
+# Where this machine keeps the data is not part of a recipe (the recipe names its dataset, e.g. 'mini-v1-seed0/coco'):
+# records keep these paths as provenance, but a record is judged, and a workdir stamped, without them, so committed
+# records stay current on a clone at another path or with another RELABEL_DATA.
+MACHINE_LOCAL_KEYS = ("world", "data_root", "root")
+
+
+def portable(recipe):
+    """A recipe without its machine-local paths (MACHINE_LOCAL_KEYS): what staleness and stamps compare."""
+    if not isinstance(recipe, dict):
+        return recipe
+    return {k: v for k, v in recipe.items() if k not in MACHINE_LOCAL_KEYS}
+
+
 def _recipe(exp: "Experiment", scale: str, seed: int) -> dict | None:
     """The experiment's recipe as a record stores it; None if it registers none or the user has not provided
     what it needs here (RecipeUnavailable: the run itself then ends with that sentence). Anything else raises."""
@@ -214,7 +227,7 @@ def recipe_hash(exp: "Experiment", scale: str, seed: int) -> str | None:
     """The config hash of the experiment's current recipe at (scale, seed); None if it registers none or cannot
     be computed here (RecipeUnavailable). A recipe that fails for any other reason raises."""
     recipe = _recipe(exp, scale, seed)
-    return None if recipe is None else R.config_hash(recipe)
+    return None if recipe is None else R.config_hash(portable(recipe))
 
 
 def experiment_recipe_hash(experiment_id: str, scale: str, seed: int) -> str | None:

@@ -50,12 +50,19 @@ def default_records_path(scale: str) -> Path:
     return runs_root() / "records" / f"{scale}.jsonl"
 
 
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Writes a text file so that a reader (or a kill) never sees half of it; creates its folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: concurrent writers never share one
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
 def write_json_atomic(path: str | os.PathLike, obj: dict) -> None:
     """Writes JSON so that a reader (or a kill) never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: concurrent writers never share one
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=1))
 
 
 def config_hash(config: Mapping[str, Any]) -> str:

@@ -118,7 +118,7 @@ def run_jobs(todo, scale, records_path, registry, jobs, log, name):
 
 
 def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_root=RENDER_ROOT,
-         log=print, run=True, summary=None, jobs=1, extra_rows=False) -> int:
+         log=print, run=True, summary=None, jobs=1, extra_rows=False, published=True, only=None) -> int:
     """Runs and renders targets; returns the exit status (0 all done, 3 some experiments not registered).
 
     Raises UsageError for an unknown target, a missing records file or a damaged record.
@@ -126,6 +126,9 @@ def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_
     With run=False nothing is executed and missing cells are only listed (the demo renders every table so).
     `summary`, if a list, receives (name, filled cells, total cells, markdown path) per target.
     `extra_rows` also runs the rows beyond the paper's (tables.Row.extra), e.g. Table 2's oracle row.
+    `published=False` ignores the committed records (results/records/<scale>.jsonl), so the cells they fill run
+    again here (the demo re-runs its experiments on the reader's machine); `only`, a set of experiment ids, runs
+    only those (the other missing cells are rendered as '—').
     """
     specs = []
     for name in targets:
@@ -134,7 +137,7 @@ def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_
         except tables.UnknownTable as e:
             raise UsageError(e.args[0]) from None
     main_records = R.default_records_path(scale)  # new runs append here; the committed records are read too
-    paths = [published_records_path(scale), main_records, *[Path(p) for p in record_paths]]
+    paths = [*([published_records_path(scale)] if published else []), main_records, *map(Path, record_paths)]
     for p in record_paths:
         if not Path(p).is_file():
             raise UsageError(f"records file '{p}' does not exist")
@@ -153,7 +156,9 @@ def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_
     plans, before = {}, current()
     for spec in specs:
         computed = render.compute(spec, before, scale, seeds)
-        plans[spec.name] = launch.plan(missing_sources(computed, run_seeds, extra_rows), registry)
+        wanted = [(src, seed) for src, seed in missing_sources(computed, run_seeds, extra_rows)
+                  if only is None or src.experiment in only]
+        plans[spec.name] = launch.plan(wanted, registry)
         if dry_run:
             todo = [j for j in plans[spec.name] if j.registered]
             absent = [j for j in plans[spec.name] if not j.registered]

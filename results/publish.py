@@ -122,11 +122,7 @@ def write_records(records: list, path: Path) -> None:
 
 
 # ---- rendering ---------------------------------------------------------------------------------------------------
-def _write(path: Path, text: str) -> Path:
-    tmp = path.with_name(f"{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
+_write = R.write_text_atomic
 
 
 def write_ledger(records_path: Path, out_dir: Path, scale: str) -> list[Path]:

@@ -13,6 +13,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from relabel import records as R
 from results.tables import Col, Curve, Scatter, Source, Table
 
 SCALE_BANNER = {
@@ -315,11 +316,7 @@ def write_all(c: Computed, records: list, out_dir: Path, records_desc: str = "")
     name = c.table.name
     paths = []
     for ext, text in (("md", to_markdown(c, records_desc)), ("tex", to_latex(c, records_desc)), ("csv", to_csv(c))):
-        p = out_dir / f"{name}.{ext}"
-        tmp = p.with_suffix(p.suffix + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(p)
-        paths.append(p)
+        paths.append(R.write_text_atomic(out_dir / f"{name}.{ext}", text))
     png = out_dir / f"{name}.png"
     if plot(c, records, png):
         paths.append(png)

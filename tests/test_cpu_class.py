@@ -3,7 +3,6 @@ says which class it runs on."""
 import pytest
 
 from relabel import train as TR
-from results.demo import expected_time
 
 
 def test_bf16_switch_follows_the_environment(monkeypatch):
@@ -21,8 +20,3 @@ def test_bf16_switch_follows_the_environment(monkeypatch):
     with pytest.raises(ValueError, match="RELABEL_CPU_BF16 must be auto, 0 or 1"):
         TR.cpu_bf16_enabled()
 
-
-def test_the_demo_names_the_cpu_class_and_its_measured_time():
-    assert "expected ~18-50 min" in expected_time("AVX2", False)
-    assert "no demo timing measured" in expected_time("DEFAULT", False)
-    assert "overrides" in expected_time("bf16-native", False)

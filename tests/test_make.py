@@ -97,6 +97,21 @@ def test_records_of_an_earlier_recipe_are_stale_and_their_cells_run_again(monkey
     assert "20.0" in md and "10.0" not in md
 
 
+def test_records_stay_current_on_a_clone_with_its_data_elsewhere():
+    """Committed records name where their machine kept the data (world, data_root, root): a clone at another path
+    or RELABEL_DATA must still count them (issue 15: `make tables` on a clone runs nothing), the recipe must not."""
+    here = {"lr": 0.1, "dataset": "mini-v1-seed0/coco", "world": "/home/a/data/mini-v1-seed0",
+            "data_root": "/home/a/data/mini-v1-seed0/coco", "root": "/home/a/data/mini-v1-seed0/finegrained/dtd"}
+    exp = launch.Experiment("x", frozenset({"val"}), lambda ctx: None, recipe=lambda scale, seed: here)
+    rec = {"scale": "mini", "seed": 0, "config": {"train": {**here, "world": "/work/main/data/mini-v1-seed0",
+                                "data_root": "/work/main/data/mini-v1-seed0/coco",
+                                "root": "/work/main/data/mini-v1-seed0/finegrained/dtd"}}}
+    assert exp.is_current(rec)
+    for changed in ({"dataset": "mini-v2-seed0/coco"}, {"lr": 0.2}):
+        assert not exp.is_current({**rec, "config": {"train": {**rec["config"]["train"], **changed}}})
+    assert launch.recipe_hash(exp, "mini", 0) == R.config_hash(launch.portable(rec["config"]["train"]))
+
+
 def test_bad_seeds_and_missing_records_file_are_clear_errors():
     p = _cli("table3", "--seeds", "a,b")
     assert p.returncode == 2 and "--seeds must be comma-separated integers" in p.stderr

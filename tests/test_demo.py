@@ -1,0 +1,61 @@
+"""`make demo` (issue 17): it trains its runs on the reader's machine even where committed records exist, runs only
+the demo's experiments unless --all-rows, and prints each claim's Δ beside the committed records' Δ and verdict."""
+from relabel import launch, records as R
+from results import demo, tables as T
+
+TOP1 = {"pretrain/resnet50/original": 50.0, "pretrain/resnet50/label_smoothing": 51.0,
+        "pretrain/resnet50/relabel": 53.0, "pretrain/resnet50/relabel_oracle": 54.0}
+
+
+def _record(experiment, evaluator, seed, top1):
+    metrics = {"no_overlap_pct": 10.0, "iou_gt_05_pct": 20.0} if evaluator == "crop_iou" else {"top1": top1}
+    return R.make_record(experiment=experiment, evaluator=evaluator, metrics=metrics, config={"fake": True},
+                         scale="mini", seed=seed, dataset={"name": "fake", "split": "val", "size": 1}, wall_time_s=0)
+
+
+def _registry(calls):
+    def fake_run(ctx):
+        calls.append((ctx.experiment, ctx.seed))
+        for ev in ctx.evaluators:
+            ctx.append(_record(ctx.experiment, ev, ctx.seed, TOP1.get(ctx.experiment, 49.0)))
+
+    evaluators = {}
+    for name in demo.DEMO_TARGETS:
+        for row in T.get(name).rows:
+            for src in filter(None, row.sources):
+                evaluators.setdefault(src.experiment, set()).add(src.evaluator)
+    return {e: launch.Experiment(e, frozenset(evs), fake_run) for e, evs in evaluators.items()}, evaluators
+
+
+def test_the_demo_reruns_its_runs_beside_the_committed_records(monkeypatch, tmp_path, capsys):
+    calls = []
+    registry, evaluators = _registry(calls)
+    monkeypatch.setattr(launch, "discover", lambda: registry)
+    committed = tmp_path / "published" / "records" / "mini.jsonl"  # RELABEL_PUBLISHED (tests/conftest.py)
+    committed.parent.mkdir(parents=True)
+    for e, evs in evaluators.items():  # every cell committed at 3 seeds: ReLabel − original = +2.5 at each
+        for seed in (0, 1, 2):
+            for ev in evs:
+                top1 = TOP1.get(e, 49.0) - (0.5 if e.endswith("/relabel") else 0)
+                R.append(committed, _record(e, ev, seed, top1))
+    out = tmp_path / "rendered"
+    assert demo.main(["--out", str(out)]) == 0
+    assert sorted(calls) == sorted((e, 0) for e in demo.DEMO_RUNS)  # trained here, only the demo's runs
+    text = capsys.readouterr().out
+    line = next(l for l in text.splitlines() if l.startswith("| ReLabel beats the original labels on ImageNet val"))
+    assert "| +3.00 |" in line and "+2.50 ± 0.00 (n=3)" in line and "holds beyond noise" in line
+    assert "| LabelPooling on oracle maps" in text and "| ReLabel beats label smoothing on ReaL" in text
+    assert "label cleaning" not in text  # its run is not the demo's
+    assert (out / "mini" / "demo.md").read_text().count("\n| ") == 1 + len(demo.demo_claims(demo.DEMO_RUNS))
+    assert (out / "mini" / "table3.md").is_file()
+    assert demo.main(["--out", str(out)]) == 0 and len(calls) == len(demo.DEMO_RUNS)  # nothing runs twice
+    assert demo.main(["--out", str(out), "--all-rows"]) == 0  # then the rows the default demo leaves out
+    assert {e for e, _ in calls} == set(evaluators)
+    assert "label cleaning" in capsys.readouterr().out
+
+
+def test_the_demo_names_the_cpu_class_and_its_measured_time(monkeypatch):
+    monkeypatch.setattr(demo, "EXPECTED_MINUTES", {"AVX2": ("~9", "measured")})
+    assert "expected ~9 min on 2 cores (measured)" in demo.expected_time("AVX2", False)
+    assert "no demo timing measured" in demo.expected_time("DEFAULT", False)
+    assert "overrides" in demo.expected_time("bf16-native", False)
