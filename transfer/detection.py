@@ -27,6 +27,7 @@ import os
 import logging
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -323,6 +324,10 @@ def run_detection(cfg: DetectionConfig, backbone: str | os.PathLike, workdir: st
         handle_stale(work, stamp.read_text(), on_stale, "a detection run")
     mm = mmdet_config(cfg, backbone, workdir, seed)
     assert Path(mm.work_dir) == work
+    # mmengine keeps one Visualizer per name in a process and hands it to the next Runner with that name: a name of
+    # its own per run, or a second run in this process writes its vis_data into the first run's work dir (and fails
+    # once that folder is gone)
+    mm.visualizer.name = f"visualizer-{uuid.uuid4().hex}"
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(ours)
     if quiet:
