@@ -3,6 +3,7 @@ with the CPU class they depend on (issue 17). Not a timed test: run it by hand a
 
     python -m bench.bench_step --out runs/bench/bench_step.json            # this CPU as it is
     ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python -m bench.bench_step   # an AVX2 laptop, on any x86 CPU
+    python -m bench.bench_step --profile     # also torch.profiler's top ops of each model's step (synthetic batch)
 
 Each model trains through the real trainer (`relabel.train.train`: data loading, augmentation, forward, backward,
 optimizer) on the mini world's train split (built on first use) with its mini recipe, one thread by default (as
@@ -35,12 +36,40 @@ def _steps_ms(tcfg, ds, steps: int, warmup: int) -> float:
     return 1000.0 * (times[1] - times[0]) / steps
 
 
+def _profile(tcfg, steps: int = 5, rows: int = 12) -> str:
+    """torch.profiler's table (self CPU time) of the model's forward, backward and SGD step on a synthetic batch
+    (no data loading, no label targets): where a step's time goes on this CPU, op by op."""
+    from torch.profiler import ProfilerActivity, profile
+    from relabel.train import cpu_bf16_enabled, create_model
+    model = create_model(tcfg).to(memory_format=torch.channels_last).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(tcfg.batch_size, 3, tcfg.input_size, tcfg.input_size).to(memory_format=torch.channels_last)
+    y = torch.randint(0, tcfg.num_classes, (tcfg.batch_size,))
+    amp = tcfg.amp_cpu and cpu_bf16_enabled()
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=44)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.bench_step", description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=60, help="timed steps per model (default 60)")
     ap.add_argument("--warmup", type=int, default=5, help="steps before timing (default 5)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as make gives each run)")
     ap.add_argument("--out", help="write the results as JSON here")
+    ap.add_argument("--profile", action="store_true",
+                    help="also print torch.profiler's top ops (self CPU time) of each model's forward+backward+step")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     from pretrain import artifacts as A
@@ -65,6 +94,8 @@ def main(argv=None) -> int:
         out["models"][name] = {"ms_per_step": ms, "batch_size": tcfg.batch_size, "input_size": tcfg.input_size,
                                "model": tcfg.model, "model_kwargs": tcfg.model_kwargs}
         print(f"{name:<36} {ms:7.1f} ms/step  (batch {tcfg.batch_size}, {tcfg.input_size} px)", flush=True)
+        if a.profile:
+            print(_profile(tcfg), flush=True)
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(a.out, out)
