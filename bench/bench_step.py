@@ -37,12 +37,14 @@ def _steps_ms(tcfg, ds, steps: int, warmup: int) -> float:
 
 
 def _profile(tcfg, steps: int = 5, rows: int = 12) -> str:
-    """torch.profiler's table (self CPU time) of the model's forward, backward and SGD step on a synthetic batch
+    """torch.profiler's table (self CPU time) of the model's forward, backward and optimizer step on a synthetic batch
     (no data loading, no label targets): where a step's time goes on this CPU, op by op."""
+    from timm.optim import create_optimizer_v2
     from torch.profiler import ProfilerActivity, profile
     from relabel.train import cpu_bf16_enabled, create_model
     model = create_model(tcfg).to(memory_format=torch.channels_last).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    opt = create_optimizer_v2(model, tcfg.optimizer, lr=tcfg.lr, weight_decay=tcfg.weight_decay,
+                              momentum=tcfg.momentum)  # as relabel.train.train builds it
     x = torch.randn(tcfg.batch_size, 3, tcfg.input_size, tcfg.input_size).to(memory_format=torch.channels_last)
     y = torch.randint(0, tcfg.num_classes, (tcfg.batch_size,))
     amp = tcfg.amp_cpu and cpu_bf16_enabled()

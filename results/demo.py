@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from relabel import launch
 from relabel import records as R
 from results import claims as C
 from results import make, render, tables
@@ -67,18 +68,13 @@ def compare(claims: list[C.Claim], yours: list, committed: list, scale: str, see
     """Markdown lines: per claim, the paper's Δ, the demo's paired Δ over `seeds` and the committed records' Δ
     over every recorded seed with its verdict (the ledger's rule)."""
     names = sorted({k.split("/")[0] for c in claims for k in (c.a, c.b)})
-    mine = {n: render.compute(tables.get(n), yours, scale, seeds).cells for n in names}
-    ref = {n: render.compute(tables.get(n), committed, scale).cells for n in names}
-
-    def cell(computed, key):
-        name, row, col = key.split("/")
-        return computed[name][row, col]
-
+    mine = {n: render.compute(tables.get(n), yours, scale, seeds) for n in names}
+    ref = {n: render.compute(tables.get(n), committed, scale) for n in names}
     lines = [f"| claim | paper Δ | yours (seed {','.join(map(str, seeds))}) | committed: mean ± std (n) | "
              f"committed verdict |", "|---|---:|---:|---:|---|"]
     for c in claims:
-        y = C.judge(c, cell(mine, c.a), cell(mine, c.b))
-        r = C.judge(c, cell(ref, c.a), cell(ref, c.b))
+        y = C.judge(c, C._cell(mine, c.a), C._cell(mine, c.b))
+        r = C.judge(c, C._cell(ref, c.a), C._cell(ref, c.b))
         lines.append(f"| {c.text} | {C.paper_text(c)} | {C.ours_text(y)} | "
                      f"{C.ours_text(r)}{f' (n={r.n})' if r.n else ''} | {r.verdict} |")
     return lines
@@ -129,9 +125,9 @@ def main(argv=None) -> int:
         print(f"{name:<{width}}  {filled:>3}/{total:<3}  {path}")
     print(f"\nRendered tables (Markdown, LaTeX, CSV; PNG for figures): {Path(a.out) / a.scale}")
 
-    yours = R.read_many([R.default_records_path(a.scale)])
-    committed_path = published_records_path(a.scale)
-    committed = R.read_many([committed_path]) if committed_path.is_file() else []
+    committed_path = published_records_path(a.scale)  # (records of an earlier recipe count on neither side)
+    yours, _ = launch.current_records(R.read_many([R.default_records_path(a.scale)]), launch.discover())
+    committed, _ = launch.current_records(R.read_many([committed_path]), launch.discover())
     ran = set(DEMO_RUNS) if only else {s.experiment for t in DEMO_TARGETS for r in tables.get(t).rows
                                       for s in r.sources if s}
     lines = compare(demo_claims(ran), yours, committed, a.scale, seeds)

@@ -277,6 +277,8 @@ def list_experiments(targets=(), scale="mini", seeds=None, record_paths=(), log=
 def check_launch(scale: str, jobs: int) -> None:
     """Full scale: runs go one after another, each over every GPU under torchrun — never several jobs sharing
     GPU 0. A plain process on a machine with several GPUs gets a note on how to use them."""
+    if jobs < 1:
+        raise UsageError(f"--jobs must be at least 1 (runs to execute at once), got {jobs}")
     if scale != "full":
         return
     if jobs > 1:

@@ -122,16 +122,14 @@ def write_records(records: list, path: Path) -> None:
 
 
 # ---- rendering ---------------------------------------------------------------------------------------------------
-_write = R.write_text_atomic
-
-
 def write_ledger(records_path: Path, out_dir: Path, scale: str) -> list[Path]:
     """claims.md and claims.csv under out_dir, from the records file alone (no file: every claim 'not run')."""
     records = _read([records_path])
     rows = claims.ledger(records, scale)
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [_write(out_dir / "claims.md", claims.to_markdown(rows, scale, describe(records_path, records), records)),
-            _write(out_dir / "claims.csv", claims.to_csv(rows))]
+    md = claims.to_markdown(rows, scale, describe(records_path, records), records)
+    return [R.write_text_atomic(out_dir / "claims.md", md),
+            R.write_text_atomic(out_dir / "claims.csv", claims.to_csv(rows))]
 
 
 def render_published(records_path: Path, out_dir: Path, scale: str) -> list[Path]:
@@ -144,8 +142,8 @@ def render_published(records_path: Path, out_dir: Path, scale: str) -> list[Path
     written = []
     for name in tables.TARGETS:
         c = render.compute(tables.get(name), records, scale)
-        written += [_write(out_dir / f"{name}.md", render.to_markdown(c, desc)),
-                    _write(out_dir / f"{name}.csv", render.to_csv(c))]
+        written += [R.write_text_atomic(out_dir / f"{name}.md", render.to_markdown(c, desc)),
+                    R.write_text_atomic(out_dir / f"{name}.csv", render.to_csv(c))]
         if render.plot(c, records, out_dir / f"{name}.png"):
             written.append(out_dir / f"{name}.png")
     written += write_ledger(records_path, out_dir, scale)
@@ -193,7 +191,7 @@ def _readme_parts(readme: Path) -> tuple[str, str, str]:
 
 def update_readme(block: str, readme: Path | None = None) -> None:
     head, _, tail = _readme_parts(readme or README)
-    _write(readme or README, f"{head}{MARKERS[0]}\n{block}\n{MARKERS[1]}{tail}")
+    R.write_text_atomic(readme or README, f"{head}{MARKERS[0]}\n{block}\n{MARKERS[1]}{tail}")
 
 
 def readme_now(readme: Path | None = None) -> str:

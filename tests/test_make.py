@@ -117,6 +117,8 @@ def test_bad_seeds_and_missing_records_file_are_clear_errors():
     assert p.returncode == 2 and "--seeds must be comma-separated integers" in p.stderr
     p = _cli("table3", "--records", "nope.jsonl")
     assert p.returncode == 2 and p.stderr == "error: records file 'nope.jsonl' does not exist\n"
+    p = _cli("table3", "--jobs", "0", "--dry-run")
+    assert p.returncode == 2 and p.stderr == "error: --jobs must be at least 1 (runs to execute at once), got 0\n"
 
 
 def test_every_target_renders_without_records(tmp_path):
