@@ -51,8 +51,10 @@ $(STAMP): requirements.txt tools/gxx_cxx20
 	@echo "set-up done: $(VENV)"
 
 # Trains the demo's runs here (the committed records are read only for the comparison); ALL_ROWS=1: every row.
+# Without JOBS=, the demo picks how many run at once (results/demo.py: default_jobs).
 demo: setup
-	$(VPY) -m results.demo --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(ALL_ROWS),--all-rows) --jobs $(JOBS)
+	$(VPY) -m results.demo --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(ALL_ROWS),--all-rows) \
+	  $(if $(filter command line environment,$(origin JOBS)),--jobs $(JOBS))
 
 test: setup
 	$(VPY) -m pytest -q --durations=15 tests

@@ -1,12 +1,12 @@
 """`make demo`: re-run the paper's headline claims at mini scale on this machine and compare with the committed results.
 
-The demo trains, into runs/ and ignoring the committed records, Fig. 2's crop statistics and the four ResNet-50
-runs behind its claims: the original labels, label smoothing, ReLabel (the published mini annotator's label maps)
-and LabelPooling on oracle maps (Table 2's mini-only row: maps drawn from the world's boxes). Then it renders every
-table and figure from the records there are (the demo's runs replace the committed ones of the same seed in the
-local renders under results/rendered/, never in results/mini/), and prints, per claim, the demo's Δ beside the
-committed 3-seed Δ and its verdict (results/rendered/<scale>/demo.md keeps it). `--all-rows` runs every row of
-Fig. 2, Table 2 and Table 3 instead (eight ResNet-50 runs).
+The demo trains, into runs/ and ignoring the committed records, Fig. 2's crop statistics and the three ResNet-50
+runs behind its claims: the original labels, ReLabel (the published mini annotator's label maps) and LabelPooling on
+oracle maps (Table 2's mini-only row: maps drawn from the world's boxes), all at once, one thread each. Then it
+renders every table and figure from the records there are (the demo's runs replace the committed ones of the same
+seed in the local renders under results/rendered/, never in results/mini/), and prints, per claim, the demo's Δ
+beside the committed 3-seed Δ and its verdict (results/rendered/<scale>/demo.md keeps it). `--all-rows` runs every
+row of Fig. 2, Table 2 and Table 3 instead (eight ResNet-50 runs, label smoothing and label cleaning among them).
 """
 from __future__ import annotations
 
@@ -21,20 +21,23 @@ from results import make, render, tables
 from results.publish import published_records_path
 
 DEMO_TARGETS = ("fig2", "table2", "table3")
-# What the demo runs by default (DEMO_TARGETS' experiments restricted to these): the claims ReLabel vs the original
-# labels and vs label smoothing on Table 3's four evaluation sets, and the oracle row that shows LabelPooling works
-# when the maps are good. Two rounds of ResNet-50 runs on 2 cores (issue 17: ≤ 10 min on AVX2 without bf16).
-DEMO_RUNS = ("analysis/crop_iou", "pretrain/resnet50/original", "pretrain/resnet50/label_smoothing",
-             "pretrain/resnet50/relabel", "pretrain/resnet50/relabel_oracle")
+# What the demo runs by default (DEMO_TARGETS' experiments restricted to these): the claim ReLabel vs the original
+# labels on Table 3's four evaluation sets, and the oracle row that shows LabelPooling works when the maps are good.
+# Issue 17 (≤ 10 min on 2 AVX2 cores without bf16): the demo's time is all training, ~1,170 steps per run, so it is
+# the number of runs; three, run at once (one thread each: the committed records' setting, so on the same CPU class
+# the numbers are the same), keep both cores busy to the end, where 2 + 1 would leave one idle for a whole run.
+DEMO_RUNS = ("analysis/crop_iou", "pretrain/resnet50/original", "pretrain/resnet50/relabel",
+             "pretrain/resnet50/relabel_oracle")
 ORACLE_CLAIM = C.Claim("table2/relabel_oracle-original", "Table 2 (mini-only row)", "more", None,
                        "table2/relabel_oracle/top1", "table2/original/top1",
                        "LabelPooling on oracle maps (the world's boxes) beats the original labels")
-# `make demo` from scratch (empty runs/ and data/, set-up done) on 2 idle cores, JOBS=2, by CPU class: measured,
-# not promised (issue 17's closing note has the commands). The AVX2 figure is emulated on an AVX-512 EPYC
-# (ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2); a real AVX2 EPYC took 2.4× the emulation's ms/step (NCHW).
-EXPECTED_MINUTES = {"bf16-native": ("~5½", "5 min 25 s here, 2026-11-27"),
-                    "AVX2": ("~8-18", "7 min 32 s twice with AVX2 emulated, 2026-11-27; a real AVX2 CPU may be up to "
-                             "2.4× slower per step")}
+# `make demo` from scratch (empty runs/ and data/, set-up done) on 2 idle cores, its default jobs, by CPU class:
+# measured, not promised (issue 17's closing notes have the commands). The AVX2 figure is emulated on an AVX-512 EPYC
+# (ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2, fp32); a real AVX2 EPYC once took 2.4× the emulation's ms/step
+# (NCHW, with other work possibly on its cores), so a real AVX2 CPU may take longer.
+EXPECTED_MINUTES = {"bf16-native": ("~4½", "4 min 34 s here, 2026-11-27"),
+                    "AVX2": ("~6-14", "5 min 58 s and 6 min 8 s with AVX2 emulated, 2026-11-27; a real AVX2 CPU may be "
+                             "up to 2.4× slower per step")}
 
 
 def expected_time(cpu_class: str, bf16: bool) -> str:
@@ -47,6 +50,23 @@ def expected_time(cpu_class: str, bf16: bool) -> str:
         return line + "; no demo timing measured for this CPU class yet"
     minutes, how = EXPECTED_MINUTES[cpu_class]
     return line + f"; expected {minutes} min on 2 cores ({how})"
+
+
+def default_jobs(scale: str, all_rows: bool) -> int:
+    """Runs at once when --jobs is not given: at mini, the demo's runs all at once (one thread each) when they are at
+    most twice the cores — the cores stay busy to the end and each run computes as it would alone — else one per core;
+    at full scale one (torchrun spreads each run over the GPUs)."""
+    import os
+    if scale != "mini":
+        return 1
+    cores = os.cpu_count() or 1
+    n = len(_all_rows() if all_rows else DEMO_RUNS)
+    return n if n <= 2 * cores else cores
+
+
+def _all_rows() -> set[str]:
+    """Every experiment behind DEMO_TARGETS' rows (what --all-rows runs)."""
+    return {s.experiment for t in DEMO_TARGETS for r in tables.get(t).rows for s in r.sources if s}
 
 
 def _experiment(cell: str) -> str:
@@ -86,16 +106,18 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", default="mini", choices=R.SCALES)
     ap.add_argument("--seeds", help="comma-separated seeds (default 0)")
-    ap.add_argument("--jobs", type=int, default=1, help="runs to execute at once (default 1)")
+    ap.add_argument("--jobs", type=int, help="runs to execute at once (default: the demo's runs all at once, one "
+                    "thread each, where they are at most twice the cores; else one per core)")
     ap.add_argument("--out", default=str(make.RENDER_ROOT), help="render root (default results/rendered)")
     ap.add_argument("--all-rows", action="store_true",
-                    help="run every row of Fig. 2, Table 2 and Table 3 (8 ResNet-50 runs), not only the demo's 4")
+                    help="run every row of Fig. 2, Table 2 and Table 3 (8 ResNet-50 runs), not only the demo's 3")
     a = ap.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
     try:
         shown = make.parse_seeds(a.seeds)  # the tables show every recorded seed unless --seeds names some
         seeds = shown or make.DEFAULT_SEEDS
-        make.check_launch(a.scale, a.jobs)
+        jobs = a.jobs if a.jobs is not None else default_jobs(a.scale, a.all_rows)
+        make.check_launch(a.scale, jobs)
     except make.UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -107,7 +129,7 @@ def main(argv=None) -> int:
     if a.scale == "mini":
         print(f"== {expected_time(cpu_class(), cpu_bf16_enabled())}")
     try:
-        status = make.make(DEMO_TARGETS, a.scale, seeds, out_root=Path(a.out), jobs=a.jobs, extra_rows=True,
+        status = make.make(DEMO_TARGETS, a.scale, seeds, out_root=Path(a.out), jobs=jobs, extra_rows=True,
                            published=False, only=only)
     except make.UsageError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -128,8 +150,7 @@ def main(argv=None) -> int:
     committed_path = published_records_path(a.scale)  # (records of an earlier recipe count on neither side)
     yours, _ = launch.current_records(R.read_many([R.default_records_path(a.scale)]), launch.discover())
     committed, _ = launch.current_records(R.read_many([committed_path]), launch.discover())
-    ran = set(DEMO_RUNS) if only else {s.experiment for t in DEMO_TARGETS for r in tables.get(t).rows
-                                      for s in r.sources if s}
+    ran = set(DEMO_RUNS) if only else _all_rows()
     lines = compare(demo_claims(ran), yours, committed, a.scale, seeds)
     out = Path(a.out) / a.scale / "demo.md"
     R.write_text_atomic(out, "\n".join([f"# The demo's claims at scale {a.scale}: your runs beside the committed "

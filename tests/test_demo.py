@@ -39,19 +39,30 @@ def test_the_demo_reruns_its_runs_beside_the_committed_records(monkeypatch, tmp_
                 top1 = TOP1.get(e, 49.0) - (0.5 if e.endswith("/relabel") else 0)
                 R.append(committed, _record(e, ev, seed, top1))
     out = tmp_path / "rendered"
-    assert demo.main(["--out", str(out)]) == 0
+    assert demo.main(["--out", str(out), "--jobs", "1"]) == 0
     assert sorted(calls) == sorted((e, 0) for e in demo.DEMO_RUNS)  # trained here, only the demo's runs
     text = capsys.readouterr().out
     line = next(l for l in text.splitlines() if l.startswith("| ReLabel beats the original labels on ImageNet val"))
     assert "| +3.00 |" in line and "+2.50 ± 0.00 (n=3)" in line and "holds beyond noise" in line
-    assert "| LabelPooling on oracle maps" in text and "| ReLabel beats label smoothing on ReaL" in text
-    assert "label cleaning" not in text  # its run is not the demo's
+    assert "| LabelPooling on oracle maps" in text and "| ReLabel beats the original labels on ReaL" in text
+    assert "label cleaning" not in text and "label smoothing" not in text  # their runs are not the demo's
     assert (out / "mini" / "demo.md").read_text().count("\n| ") == 1 + len(demo.demo_claims(demo.DEMO_RUNS))
     assert (out / "mini" / "table3.md").is_file()
-    assert demo.main(["--out", str(out)]) == 0 and len(calls) == len(demo.DEMO_RUNS)  # nothing runs twice
-    assert demo.main(["--out", str(out), "--all-rows"]) == 0  # then the rows the default demo leaves out
+    assert demo.main(["--out", str(out), "--jobs", "1"]) == 0 and len(calls) == len(demo.DEMO_RUNS)  # none twice
+    assert demo.main(["--out", str(out), "--all-rows", "--jobs", "1"]) == 0  # then the rows the default leaves out
     assert {e for e, _ in calls} == set(evaluators)
-    assert "label cleaning" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "label cleaning" in text and "| ReLabel beats label smoothing on ReaL" in text
+
+
+def test_the_demo_runs_its_runs_at_once_unless_they_are_many(monkeypatch):
+    # one thread each (cores // jobs, floored at 1), so each run computes as the committed single-thread runs did
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert demo.default_jobs("mini", all_rows=False) == len(demo.DEMO_RUNS) == 4
+    assert demo.default_jobs("mini", all_rows=True) == 2  # nine runs: one per core
+    assert demo.default_jobs("full", all_rows=False) == 1
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert demo.default_jobs("mini", all_rows=True) == 9
 
 
 def test_the_demo_names_the_cpu_class_and_its_measured_time(monkeypatch):
