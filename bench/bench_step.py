@@ -102,10 +102,9 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     from pretrain import artifacts as A
-    from pretrain.config import get_config, target_config
+    from pretrain.config import ARCHS, get_config, target_config
     from relabel.loader import TrainSet
     from relabel.train import cpu_bf16_enabled, cpu_class, train_transform_for
-    from pretrain.config import ARCHS
     unknown = [m for m in a.models if m != "annotator" and m not in ARCHS]
     if unknown:
         ap.error(f"unknown model {', '.join(unknown)}; known: {', '.join([*ARCHS, 'annotator'])}")

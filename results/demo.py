@@ -11,6 +11,7 @@ row of Fig. 2, Table 2 and Table 3 instead (eight ResNet-50 runs, label smoothin
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -52,15 +53,14 @@ def expected_time(cpu_class: str, bf16: bool) -> str:
     return line + f"; expected {minutes} min on 2 cores ({how})"
 
 
-def default_jobs(scale: str, all_rows: bool) -> int:
-    """Runs at once when --jobs is not given: at mini, the demo's runs all at once (one thread each) when they are at
-    most twice the cores — the cores stay busy to the end and each run computes as it would alone — else one per core;
-    at full scale one (torchrun spreads each run over the GPUs)."""
-    import os
+def default_jobs(scale: str, all_rows: bool, n_seeds: int = 1) -> int:
+    """Runs at once when --jobs is not given: at mini, all the demo's runs (its experiments × seeds) at once, one
+    thread each, when they are at most twice the cores — the cores stay busy to the end and each run computes as it
+    would alone — else one per core; at full scale one (torchrun spreads each run over the GPUs)."""
     if scale != "mini":
         return 1
     cores = os.cpu_count() or 1
-    n = len(_all_rows() if all_rows else DEMO_RUNS)
+    n = len(_all_rows() if all_rows else DEMO_RUNS) * n_seeds
     return n if n <= 2 * cores else cores
 
 
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     try:
         shown = make.parse_seeds(a.seeds)  # the tables show every recorded seed unless --seeds names some
         seeds = shown or make.DEFAULT_SEEDS
-        jobs = a.jobs if a.jobs is not None else default_jobs(a.scale, a.all_rows)
+        jobs = a.jobs if a.jobs is not None else default_jobs(a.scale, a.all_rows, len(seeds))
         make.check_launch(a.scale, jobs)
     except make.UsageError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -61,6 +61,7 @@ def test_the_demo_runs_its_runs_at_once_unless_they_are_many(monkeypatch):
     assert demo.default_jobs("mini", all_rows=False) == len(demo.DEMO_RUNS) == 4
     assert demo.default_jobs("mini", all_rows=True) == 2  # nine runs: one per core
     assert demo.default_jobs("full", all_rows=False) == 1
+    assert demo.default_jobs("mini", all_rows=False, n_seeds=3) == 2  # twelve runs: one per core
     monkeypatch.setattr("os.cpu_count", lambda: 16)
     assert demo.default_jobs("mini", all_rows=True) == 9
 
