@@ -180,12 +180,14 @@ class PretrainConfig(StrictConfig):
 
 
 def target_config(cfg: PretrainConfig, arch: str, row: str, seed: int) -> TrainConfig:
-    """The target's recipe: the scale's base, then the architecture's recipe, then the row's label source."""
+    """The target's recipe: the scale's base, then the architecture's model and recipe, then the row's label
+    source, then the run's `--set` overrides (which may replace the model's kwargs too)."""
     name, kwargs = arch_model(arch, cfg.scale)
     if row not in ROWS:
         raise KeyError(f"unknown pretraining row '{row}'; known: {', '.join(ROWS)}")
-    over = {**ARCH_RECIPES.get(arch, {}).get(cfg.scale, {}), **ROWS[row].train, **cfg.overrides}
-    return cfg.target.replace(model=name, model_kwargs=kwargs, seed=seed, **over)
+    over = {"model": name, "model_kwargs": kwargs, **ARCH_RECIPES.get(arch, {}).get(cfg.scale, {}),
+            **ROWS[row].train, **cfg.overrides}
+    return cfg.target.replace(seed=seed, **over)
 
 
 def annotator_config(cfg: PretrainConfig, name: str = "default") -> AnnotatorConfig:

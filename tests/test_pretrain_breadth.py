@@ -8,7 +8,8 @@ import torch
 
 from pretrain import artifacts as A
 from pretrain import experiments as X
-from pretrain.config import ANNOTATORS, ARCHS, ROWS, annotator_config, arch_model, get_config, target_config
+from pretrain.config import (ANNOTATORS, ARCHS, ROWS, annotator_config, apply_set, arch_model, get_config,
+                             target_config)
 from relabel import launch
 from relabel import train as TR
 from relabel.costs import model_stats, training_cost
@@ -48,6 +49,16 @@ def test_every_table4_architecture_builds_and_trains_two_steps(tmp_path, arch, r
     assert out.shape == (2, 4) and torch.isfinite(out).all()
     stats = model_stats(res.model, 32)
     assert stats["params_m"] > 0 and stats["gflops"] > 0
+
+
+def test_set_may_replace_the_models_kwargs():
+    # `--set model_kwargs=...` (a pilot of another model shape) used to fail with a TypeError in target_config
+    kw = {"layers": [1, 1, 1, 1], "channels": [16, 32, 64, 128], "stem_width": 8, "stem_type": "deep"}
+    cfg = apply_set(get_config("mini"), {"model_kwargs": kw})
+    t = target_config(cfg, "resnet50", "relabel", 0)
+    assert t.model == "resnet50" and t.model_kwargs == kw and t.label == "relabel"  # the row still applies
+    assert target_config(get_config("mini"), "resnet50", "relabel", 0).model_kwargs == arch_model("resnet50", "mini")[1]
+    assert TR.create_model(t).conv1[0].out_channels == 8  # timm's deep stem: 3→8→8→16
 
 
 def test_efficientnet_rows_follow_the_papers_recipe():
