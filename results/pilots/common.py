@@ -1,0 +1,43 @@
+"""A speed pilot's verdicts (issue 17, docs/mini-world.md) from its committed records, by the ledger's own code.
+
+Criterion 1 (speed) is the pilot's `<name>_speed.json`, a wall-clock measurement (no record holds training time);
+criteria 2-3 are judged by results.claims.judge on the pilot's records (seeds 0-2) beside the committed records;
+criterion 4 by results.claims.regime on the committed annotator records with the pilot's ResNet-50 rows in place of
+the committed ones.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from relabel import records as R
+from results import claims as C
+from results import render, tables
+from results.demo import ORACLE_CLAIM
+from results.publish import published_records_path
+
+HERE = Path(__file__).parent
+SEEDS = (0, 1, 2)
+SPEED_LIMIT_S = 120.0  # issue 17: one mini target run <= 2 min on one AVX2 core
+
+
+def verdicts(name: str, records: str) -> list[str]:
+    """The four verdicts of pilot `name` ("P1", "P2", ...) whose records are `results/pilots/<records>`."""
+    key = name.lower()
+    pilot = R.read_many([HERE / records])
+    committed = R.read_many([published_records_path("mini")])
+    relabel = next(c for c in C.CLAIMS if (c.a, c.b) == ("table3/relabel/val", "table3/original/val"))
+    s = json.loads((HERE / f"{key}_speed.json").read_text())["wall_s"]
+    out = [f"1. speed (AVX2 emulated, one thread): {s[key]:.1f} s (today's recipe {s['todays_recipe']:.1f} s) -> "
+           f"{'met' if s[key] <= SPEED_LIMIT_S else 'not met'} (≤ {SPEED_LIMIT_S:.0f} s)"]
+    for i, claim in ((2, ORACLE_CLAIM), (3, relabel)):
+        table = claim.a.split("/")[0]
+        p = {table: render.compute(tables.get(table), pilot, "mini", SEEDS)}
+        c = {table: render.compute(tables.get(table), committed, "mini", SEEDS)}
+        rp, rc = (C.judge(claim, C._cell(x, claim.a), C._cell(x, claim.b)) for x in (p, c))
+        out.append(f"{i}. {claim.text}: {name} {C.ours_text(rp)} (n={rp.n}) {rp.verdict}; committed recipe "
+                   f"{C.ours_text(rc)} (n={rc.n}) {rc.verdict}")
+    mixed = [r for r in committed if not r["experiment"].startswith("pretrain/resnet50/")] + pilot
+    out += [f"4. regime: {crit.split('. ', 1)[1]}: {measured} -> {verdict}" for crit, measured, verdict in C.regime(mixed)
+            if crit.startswith("1.")]
+    return out
