@@ -3,6 +3,7 @@ with the CPU class they depend on (issue 17). Not a timed test: run it by hand a
 
     python -m bench.bench_step --out runs/bench/bench_step.json            # this CPU as it is
     ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python -m bench.bench_step   # an AVX2 laptop, on any x86 CPU
+    ONEDNN_MAX_CPU_ISA=AVX512_CORE ATEN_CPU_CAPABILITY=avx512 python -m bench.bench_step   # AVX-512, no bf16
     python -m bench.bench_step --profile     # also torch.profiler's top ops of each model's step (synthetic batch)
     python -m bench.bench_step --models resnet50 efficientnet_b0 rexnet_100   # any Table 4 architecture's target
 

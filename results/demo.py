@@ -37,8 +37,10 @@ ORACLE_CLAIM = C.Claim("table2/relabel_oracle-original", "Table 2 (mini-only row
 # (ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2, fp32); a real AVX2 EPYC once took 2.4× the emulation's ms/step
 # (NCHW, with other work possibly on its cores), so a real AVX2 CPU may take longer.
 EXPECTED_MINUTES = {"bf16-native": ("~4½", "4 min 21 s and 4 min 34 s here, 2026-11-27"),
-                    "AVX2": ("~6-14", "5 min 57 s to 6 min 8 s in four runs with AVX2 emulated, 2026-11-27; a real AVX2 CPU may be "
-                             "up to 2.4× slower per step")}
+                    "AVX2": ("~6-14", "5 min 57 s to 6 min 8 s in four runs with AVX2 emulated, 2026-11-27; a real "
+                             "AVX2 CPU may be up to 2.4× slower per step"),
+                    "AVX512": ("~5½", "5 min 18 s and 5 min 22 s with an AVX-512 CPU without bf16 emulated "
+                               "(ONEDNN_MAX_CPU_ISA=AVX512_CORE), 2026-11-28; an older CPU may be slower per step")}
 
 
 def expected_time(cpu_class: str, bf16: bool) -> str:
