@@ -273,32 +273,40 @@ def set_aside_stale(train_dir: Path, tcfg) -> Path | None:
     return dest
 
 
-# oneDNN's ISA levels below AVX512_CORE_BF16: an ONEDNN_MAX_CPU_ISA among them makes oneDNN emulate bf16, as a CPU
-# without bf16 instructions does (other values, higher levels among them, leave bf16 to the hardware).
+# oneDNN's ISA levels below AVX512_CORE_BF16: a cap (ONEDNN_MAX_CPU_ISA, or its older name DNNL_MAX_CPU_ISA) among
+# them makes oneDNN emulate bf16, as a CPU without bf16 instructions does; other values (higher levels, DEFAULT,
+# unknown ones) leave bf16 to the hardware, as oneDNN does. AVX2_VNNI_2's AVX-NE-CONVERT only converts bf16 to fp32
+# and back (no bf16 dot product), so it counts as no bf16 here (whether bf16 would still save memory traffic there
+# is not measured).
 _ONEDNN_NO_BF16_ISAS = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
                                   "AVX512_CORE_VNNI"})
+_X86 = ("x86_64", "amd64", "i386", "i686", "x86")
 
 
 def cpu_bf16_native() -> bool:
     """Whether this CPU computes bf16 in hardware: AVX512-BF16 or AMX on x86 (the CPU's own flags, through
-    torch.cpu), with oneDNN allowed to use them (ONEDNN_MAX_CPU_ISA, if set, at AVX512_CORE_BF16 or above).
+    torch.cpu), with oneDNN allowed to use them (no ONEDNN_MAX_CPU_ISA cap below AVX512_CORE_BF16).
 
     oneDNN's own check (`torch.ops.mkldnn._is_mkldnn_bf16_supported`) is true on *every* AVX-512 CPU, where it
     emulates bf16: on a Skylake-to-Ice-Lake-class core (emulated here with ONEDNN_MAX_CPU_ISA=AVX512_CORE) bf16
-    autocast made the mini ResNet-50 step 1.7x slower than fp32 (229 vs 134 ms, issue 17). Elsewhere (Arm) it
-    stays the test."""
+    autocast made the mini ResNet-50 step 1.7x slower than fp32 (232 vs 138 ms, issue 17). Off x86 (Arm) and with
+    a torch too old to report the flags, oneDNN's check stays the test (not measured there)."""
     try:
         onednn = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        hardware = bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except (AttributeError, RuntimeError):
         return False
-    return _bf16_in_hardware(onednn, hardware, platform.machine(), os.environ.get("ONEDNN_MAX_CPU_ISA", ""))
+    machine = platform.machine()
+    flags = [getattr(torch.cpu, f, None) for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if machine.lower() not in _X86 or None in flags:
+        return onednn
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA", "")
+    return _bf16_in_hardware(onednn, any(bool(f()) for f in flags), machine, cap)
 
 
 def _bf16_in_hardware(onednn: bool, hardware: bool, machine: str, onednn_max_isa: str) -> bool:
     """cpu_bf16_native's rule: oneDNN's check alone off x86; on x86 also the CPU's AVX512-BF16/AMX flags and no
-    ONEDNN_MAX_CPU_ISA cap below AVX512_CORE_BF16."""
-    if machine.lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+    oneDNN ISA cap below AVX512_CORE_BF16."""
+    if machine.lower() not in _X86:
         return onednn
     return onednn and hardware and onednn_max_isa.strip().upper() not in _ONEDNN_NO_BF16_ISAS
 

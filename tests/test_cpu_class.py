@@ -33,9 +33,9 @@ def test_avx512_without_bf16_is_not_bf16_native():
     rule = TR._bf16_in_hardware
     assert rule(onednn=True, hardware=True, machine="x86_64", onednn_max_isa="")
     assert not rule(onednn=True, hardware=False, machine="x86_64", onednn_max_isa="")  # Skylake .. Ice Lake
-    for cap in ("AVX2", "avx512_core", "AVX512_CORE_VNNI"):
+    for cap in ("AVX2", "avx512_core", "AVX512_CORE_VNNI", "AVX2_VNNI_2"):  # AVX2_VNNI_2: bf16 conversions only
         assert not rule(onednn=True, hardware=True, machine="x86_64", onednn_max_isa=cap)
-    for cap in ("AVX512_CORE_BF16", "AVX512_CORE_AMX", "ALL"):
+    for cap in ("AVX512_CORE_BF16", "AVX512_CORE_AMX", "AVX10_1_512_AMX", "DEFAULT", "ALL"):
         assert rule(onednn=True, hardware=True, machine="x86_64", onednn_max_isa=cap)
     assert not rule(onednn=False, hardware=True, machine="x86_64", onednn_max_isa="")
     assert rule(onednn=True, hardware=False, machine="aarch64", onednn_max_isa="")  # Arm: oneDNN's check decides
@@ -45,9 +45,11 @@ def test_avx512_without_bf16_is_not_bf16_native():
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86 oneDNN ISA cap")
 def test_capping_onednn_below_avx512_bf16_makes_any_x86_cpu_fp32():
     code = "from relabel.train import cpu_bf16_enabled, cpu_class; print(cpu_class(), cpu_bf16_enabled())"
-    for cap, isa in (("AVX512_CORE", "avx512"), ("AVX2", "avx2")):
-        env = {**os.environ, "ONEDNN_MAX_CPU_ISA": cap, "ATEN_CPU_CAPABILITY": isa}
-        env.pop(TR.CPU_BF16_ENV, None)
+    for var, cap in (("ONEDNN_MAX_CPU_ISA", "AVX512_CORE"), ("ONEDNN_MAX_CPU_ISA", "avx2"),
+                     ("DNNL_MAX_CPU_ISA", "AVX512_CORE")):  # DNNL_: oneDNN's older name, still read
+        env = {k: v for k, v in os.environ.items()
+               if k not in (TR.CPU_BF16_ENV, "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")}
+        env[var] = cap
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
         cls, enabled = out.stdout.split()
-        assert cls != "bf16-native" and enabled == "False", (cap, out.stdout)
+        assert cls != "bf16-native" and enabled == "False", (var, cap, out.stdout)
