@@ -1,16 +1,16 @@
 """Pilot records (results/pilots/) are kept apart from the committed results, and P1's verdicts in the docs are what
-its records give (python -m results.pilots.p1)."""
+its records give (python -m results.pilots.verdicts P1)."""
 from pathlib import Path
 
 from relabel import records as R
-from results.pilots import p1, p2
+from results.pilots.verdicts import verdicts
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_p1_verdicts_in_the_docs_come_from_its_records(monkeypatch):
     monkeypatch.setenv("RELABEL_PUBLISHED", str(ROOT / "results"))  # the committed records, read only
-    lines = p1.verdicts()
+    lines = verdicts("P1")
     docs = (ROOT / "docs" / "mini-world.md").read_text()
     assert lines[0].startswith("1. speed") and "156.6 s" in lines[0] and "not met" in lines[0] and "156.6 s" in docs
     for line, delta in ((lines[1], "+4.69 ± 2.28"), (lines[2], "+4.20 ± 1.17")):
@@ -28,7 +28,7 @@ def test_pilot_records_carry_their_recipe_and_are_not_the_committed_ones():
 
 def test_p2_verdicts_in_the_docs_come_from_its_records(monkeypatch):
     monkeypatch.setenv("RELABEL_PUBLISHED", str(ROOT / "results"))
-    lines = p2.verdicts()
+    lines = verdicts("P2")
     docs = (ROOT / "docs" / "mini-world.md").read_text()
     assert lines[0].startswith("1. speed") and "105.8 s" in lines[0] and "-> met" in lines[0] and "105.8 s" in docs
     assert "P2 +0.51 ± 0.89 (n=3) within noise" in lines[1] and "**+0.51 ± 0.89** (n = 3), **within noise**" in docs

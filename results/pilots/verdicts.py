@@ -1,4 +1,6 @@
-"""A speed pilot's verdicts (issue 17, docs/mini-world.md) from its committed records, by the ledger's own code.
+"""A speed pilot's verdicts (issue 17, docs/mini-world.md) from its committed records, by the ledger's own code:
+
+    python -m results.pilots.verdicts P1     # or P2
 
 Criterion 1 (speed) is the pilot's `<name>_speed.json`, a wall-clock measurement (no record holds training time);
 criteria 2-3 are judged by results.claims.judge on the pilot's records (seeds 0-2) beside the committed records;
@@ -19,12 +21,13 @@ from results.publish import published_records_path
 HERE = Path(__file__).parent
 SEEDS = (0, 1, 2)
 SPEED_LIMIT_S = 120.0  # issue 17: one mini target run <= 2 min on one AVX2 core
+PILOTS = {"P1": "p1_deep_stem.jsonl", "P2": "p2_deep_stem_20ep.jsonl"}  # each with <name>_speed.json beside it
 
 
-def verdicts(name: str, records: str) -> list[str]:
-    """The four verdicts of pilot `name` ("P1", "P2", ...) whose records are `results/pilots/<records>`."""
+def verdicts(name: str) -> list[str]:
+    """The four verdicts of pilot `name` (a key of PILOTS) from its records in results/pilots/."""
     key = name.lower()
-    pilot = R.read_many([HERE / records])
+    pilot = R.read_many([HERE / PILOTS[name]])
     committed = R.read_many([published_records_path("mini")])
     relabel = next(c for c in C.CLAIMS if (c.a, c.b) == ("table3/relabel/val", "table3/original/val"))
     s = json.loads((HERE / f"{key}_speed.json").read_text())["wall_s"]
@@ -38,6 +41,18 @@ def verdicts(name: str, records: str) -> list[str]:
         out.append(f"{i}. {claim.text}: {name} {C.ours_text(rp)} (n={rp.n}) {rp.verdict}; committed recipe "
                    f"{C.ours_text(rc)} (n={rc.n}) {rc.verdict}")
     mixed = [r for r in committed if not r["experiment"].startswith("pretrain/resnet50/")] + pilot
-    out += [f"4. regime: {crit.split('. ', 1)[1]}: {measured} -> {verdict}" for crit, measured, verdict in C.regime(mixed)
-            if crit.startswith("1.")]
+    out += [f"4. regime: {crit.split('. ', 1)[1]}: {measured} -> {verdict}"
+            for crit, measured, verdict in C.regime(mixed) if crit.startswith("1.")]
     return out
+
+
+def main(argv=None) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m results.pilots.verdicts", description=__doc__.split("\n\n")[0])
+    ap.add_argument("pilot", choices=sorted(PILOTS), help="which pilot's verdicts to print")
+    print("\n".join(verdicts(ap.parse_args(argv).pilot)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
