@@ -295,18 +295,16 @@ def cpu_bf16_native() -> bool:
         onednn = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
-    machine = platform.machine()
     flags = [getattr(torch.cpu, f, None) for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    if machine.lower() not in _X86 or None in flags:
-        return onednn
+    hardware = None if None in flags else any(bool(f()) for f in flags)
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA", "")
-    return _bf16_in_hardware(onednn, any(bool(f()) for f in flags), machine, cap)
+    return _bf16_in_hardware(onednn, hardware, platform.machine(), cap)
 
 
-def _bf16_in_hardware(onednn: bool, hardware: bool, machine: str, onednn_max_isa: str) -> bool:
-    """cpu_bf16_native's rule: oneDNN's check alone off x86; on x86 also the CPU's AVX512-BF16/AMX flags and no
-    oneDNN ISA cap below AVX512_CORE_BF16."""
-    if machine.lower() not in _X86:
+def _bf16_in_hardware(onednn: bool, hardware: bool | None, machine: str, onednn_max_isa: str) -> bool:
+    """cpu_bf16_native's rule: on x86, oneDNN's check, the CPU's AVX512-BF16/AMX flags and no oneDNN ISA cap below
+    AVX512_CORE_BF16; off x86, or where torch cannot report the flags (hardware None), oneDNN's check alone."""
+    if hardware is None or machine.lower() not in _X86:
         return onednn
     return onednn and hardware and onednn_max_isa.strip().upper() not in _ONEDNN_NO_BF16_ISAS
 

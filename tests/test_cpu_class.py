@@ -40,6 +40,7 @@ def test_avx512_without_bf16_is_not_bf16_native():
     assert not rule(onednn=False, hardware=True, machine="x86_64", onednn_max_isa="")
     assert rule(onednn=True, hardware=False, machine="aarch64", onednn_max_isa="")  # Arm: oneDNN's check decides
     assert not rule(onednn=False, hardware=False, machine="arm64", onednn_max_isa="")
+    assert rule(onednn=True, hardware=None, machine="x86_64", onednn_max_isa="")  # torch without the flags
 
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86 oneDNN ISA cap")
