@@ -104,11 +104,16 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     from pretrain import artifacts as A
     from pretrain.config import ARCHS, get_config, target_config
+    from relabel.configs import ConfigError
     from relabel.loader import TrainSet
     from relabel.train import cpu_bf16_enabled, cpu_class, train_transform_for
     unknown = [m for m in a.models if m != "annotator" and m not in ARCHS]
     if unknown:
         ap.error(f"unknown model {', '.join(unknown)}; known: {', '.join([*ARCHS, 'annotator'])}")
+    try:
+        bf16 = cpu_bf16_enabled()
+    except ConfigError as e:
+        ap.error(str(e))
     cfg = get_config("mini")
     root, samples = A.train_samples(cfg)
     models = {("annotator (default)" if m == "annotator" else f"target {m} (original labels)"):
@@ -116,8 +121,8 @@ def main(argv=None) -> int:
     cls = cpu_class()
     print(f"CPU: {platform.processor() or platform.machine()}; class: {cls}; torch ISA: "
           f"{torch.backends.cpu.get_cpu_capability()}; bf16 autocast for amp_cpu recipes: "
-          f"{'on' if cpu_bf16_enabled() else 'off'}; threads: {a.threads}", flush=True)
-    out = {"cpu_class": cls, "isa": torch.backends.cpu.get_cpu_capability(), "bf16": cpu_bf16_enabled(),
+          f"{'on' if bf16 else 'off'}; threads: {a.threads}", flush=True)
+    out = {"cpu_class": cls, "isa": torch.backends.cpu.get_cpu_capability(), "bf16": bf16,
            "threads": a.threads, "steps": a.steps, "torch": torch.__version__, "host": platform.node(),
            "env": {k: os.environ.get(k) for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "RELABEL_CPU_BF16")},
            "models": {}}

@@ -115,21 +115,23 @@ def main(argv=None) -> int:
                     help="run every row of Fig. 2, Table 2 and Table 3 (8 ResNet-50 runs), not only the demo's 3")
     a = ap.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
+    from relabel.configs import ConfigError
+    from relabel.train import cpu_bf16_enabled, cpu_class
     try:
         shown = make.parse_seeds(a.seeds)  # the tables show every recorded seed unless --seeds names some
         seeds = shown or make.DEFAULT_SEEDS
         jobs = a.jobs if a.jobs is not None else default_jobs(a.scale, a.all_rows, len(seeds))
         make.check_launch(a.scale, jobs)
-    except make.UsageError as e:
+        bf16 = cpu_bf16_enabled()  # RELABEL_CPU_BF16 checked before anything runs
+    except (make.UsageError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from relabel.train import cpu_bf16_enabled, cpu_class
     only = None if a.all_rows else set(DEMO_RUNS)
     print(f"== the demo: {', '.join(DEMO_TARGETS)} at scale {a.scale}, seed(s) {','.join(map(str, seeds))}, "
           f"{'every row' if a.all_rows else ', '.join(r.rsplit('/', 1)[1] for r in DEMO_RUNS)}; trained here, "
           f"not read from the committed records")
     if a.scale == "mini":
-        print(f"== {expected_time(cpu_class(), cpu_bf16_enabled())}")
+        print(f"== {expected_time(cpu_class(), bf16)}")
     try:
         status = make.make(DEMO_TARGETS, a.scale, seeds, out_root=Path(a.out), jobs=jobs, extra_rows=True,
                            published=False, only=only)

@@ -18,3 +18,11 @@ def test_an_unknown_model_is_refused(capsys):
     with pytest.raises(SystemExit) as e:
         bench_step.main(["--models", "resnet50", "vgg16"])
     assert e.value.code == 2 and "unknown model vgg16; known: resnet50" in capsys.readouterr().err
+
+
+def test_a_bad_bf16_switch_is_refused_before_any_work(capsys, monkeypatch):
+    monkeypatch.setenv("RELABEL_CPU_BF16", "maybe")
+    monkeypatch.setattr("pretrain.artifacts.train_samples", lambda cfg: pytest.fail("built the world first"))
+    with pytest.raises(SystemExit) as e:
+        bench_step.main([])
+    assert e.value.code == 2 and "RELABEL_CPU_BF16 must be auto, 0 or 1, got 'maybe'" in capsys.readouterr().err

@@ -1,5 +1,7 @@
 """`make demo` (issue 17): it trains its runs on the reader's machine even where committed records exist, runs only
 the demo's experiments unless --all-rows, and prints each claim's Δ beside the committed records' Δ and verdict."""
+import pytest
+
 from relabel import launch, records as R
 from results import demo, tables as T
 
@@ -71,3 +73,10 @@ def test_the_demo_names_the_cpu_class_and_its_measured_time(monkeypatch):
     assert "expected ~9 min on 2 cores (measured)" in demo.expected_time("AVX2", False)
     assert "no demo timing measured" in demo.expected_time("DEFAULT", False)
     assert "overrides" in demo.expected_time("bf16-native", False)
+
+
+def test_a_bad_bf16_switch_is_one_sentence_before_any_run(capsys, monkeypatch):
+    monkeypatch.setenv("RELABEL_CPU_BF16", "maybe")
+    monkeypatch.setattr(demo.make, "make", lambda *a, **k: pytest.fail("ran something"))
+    assert demo.main(["--jobs", "1"]) == 2
+    assert "error: RELABEL_CPU_BF16 must be auto, 0 or 1, got 'maybe'" in capsys.readouterr().err
