@@ -46,7 +46,8 @@ def record_evaluations(ctx, model, train_cfg, cfg, dataset: dict, extra_metrics:
             metrics.update(extra_metrics)
         ctx.append(make_record(experiment=ctx.experiment, evaluator=name, metrics=metrics,
                                config={"train": _train_recipe(ctx, train_cfg), "eval": res.params, "data": dataset},
-                               scale=ctx.scale, seed=ctx.seed, dataset=res.dataset, wall_time_s=time.time() - t0))
+                               scale=ctx.scale, seed=ctx.seed, dataset=res.dataset, wall_time_s=time.time() - t0,
+                               outcomes=res.outcomes))
     if "cost" in wanted and cost is not None:
         ctx.append(make_record(experiment=ctx.experiment, evaluator="cost", metrics=cost,
                                config={"train": _train_recipe(ctx, train_cfg), "data": dataset}, scale=ctx.scale,

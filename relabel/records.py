@@ -99,11 +99,14 @@ def package_versions() -> dict:
 
 def make_record(*, experiment: str, evaluator: str, metrics: Mapping[str, Any], config: Mapping[str, Any],
                 scale: str, seed: int, dataset: Mapping[str, Any], wall_time_s: float, final: bool = True,
-                cells: Iterable[str] = (), extra: Mapping[str, Any] | None = None) -> dict:
+                cells: Iterable[str] = (), extra: Mapping[str, Any] | None = None,
+                outcomes: Mapping[str, Any] | None = None) -> dict:
     """Builds a validated record; provenance (git, packages, host, time, config hash) is filled in here.
 
     `dataset` holds at least name, split and size; `cells` optionally lists table cells ('table3/relabel/real')
     the record feeds, for people reading the file; the renderer finds cells by experiment + evaluator itself.
+    `outcomes` are the per-image outcomes behind metrics that are means over images (relabel.outcomes), so the
+    claims ledger can count test-set noise from the records alone.
     """
     rec = {
         "schema": SCHEMA_VERSION,
@@ -126,6 +129,8 @@ def make_record(*, experiment: str, evaluator: str, metrics: Mapping[str, Any], 
     }
     if extra:
         rec["extra"] = dict(extra)
+    if outcomes:
+        rec["outcomes"] = {k: dict(v) for k, v in outcomes.items()}
     validate(rec)
     return rec
 
@@ -144,6 +149,9 @@ def validate(rec: Mapping[str, Any], where: str = "record") -> None:
     for k in ("name", "split", "size"):
         if k not in rec["dataset"]:
             raise RecordError(f"{where}: dataset lacks '{k}'")
+    if not isinstance(rec.get("outcomes", {}), dict) or any(
+            not isinstance(v, dict) or not {"n", "den", "ids", "counts"} <= set(v) for v in rec.get("outcomes", {}).values()):
+        raise RecordError(f"{where}: field 'outcomes' must map metrics to per-image outcome entries")
     for name, value in rec["metrics"].items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if not math.isfinite(value):

@@ -1,25 +1,28 @@
-"""The claims ledger: each claim of the paper, the paper's Δ, ours from records, and a verdict against seed noise.
+"""The claims ledger: each claim of the paper, the paper's Δ, ours from records, and a verdict from a 95% interval
+that counts seed and test-set noise (results/stats.py; the method in docs/statistics.md).
 
 A claim compares two table cells named `table/row/col` (the keys of results/tables.py): a − b, or a / b for a cost
 ratio. Our cell values come from `results.render.compute`, so the ledger reads records exactly as the rendered
 tables do (the latest final record per seed). Ours is paired by seed: per seed both cells have, d = a − b; the
-ledger shows mean ± sample std of d over those n seeds and judges it by VERDICT_RULE.
+ledger shows mean ± sample std of d and judges Δ by its interval (VERDICT_RULE): from the records' per-image
+outcomes where they carry them (relabel/outcomes.py), so a verdict is re-judged from the records alone.
 
 The paper's Δ is a literal below, transcribed from ../shared/paper/tables.md with the table or figure it comes from;
 tests/test_claims.py checks each one against results/tables.py's paper numbers where both cells have one. A
 comparison two tables repeat (ReLabel − original on ImageNet val: Tables 2-6, Fig. 6) is one claim, listed once.
-`make claims` (`python -m results.publish --claims`) writes results/<scale>/claims.md and .csv from the committed
-records; `make publish` writes them with the tables.
+Margins, duplicates, untestable, computed and conditional claims, and the pooled families are fixed below, before
+the runs (docs/statistics-plan.md). `make claims` (`python -m results.publish --claims`) writes
+results/<scale>/claims.md and .csv (results/ledger.py formats them) from the committed records.
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 import statistics
 from dataclasses import dataclass
 
+from relabel import outcomes as O
 from results import render, tables
+from results import stats as S
 
 KINDS = ("more", "less", "same", "ratio")
 
@@ -212,51 +215,103 @@ CLAIMS = (
     C("table10/r101_oracle-r101_baseline", "Table 10", "more", 4.3, "table10/r101_oracle/map",
       "table10/r101_baseline/map", "Oracle label maps beat multi-hot labels (ResNet-101)"),
 )
-# Why a claim's mini test says little, keyed by claim id (shown in the ledger's note column).
-# Why a row's mini test means less than its verdict says (issue 15: rows whose mini test is not meaningful say why)
-_SHANKAR = ("at mini, Shankar et al.'s labels are the world's true label sets, as ReaL's, so this column repeats "
-            "ReaL (the (a) metrics are equal)")
-_BGC = ("not meaningful at mini: the challenge accuracy is 0 for every mini model (a foreground counts only if it is "
-        "right on all 200 backgrounds); see table7's BG-gap instead")
+# ---- what a claim's mini test can and cannot say (fixed before the re-run: docs/statistics-plan.md) ----------
+# Invariance claims (kind 'same'): equivalent when the 90% interval lies inside ±margin (TOST at α = 0.05). One
+# point of top-1 for every invariance: the smallest Δ the paper calls a gain is 0.4-0.5 points at ImageNet's 22.5%
+# error, and the mini world's error is about twice that (~45%), so a storage format, a label variant or a teacher
+# whose effect stays within ±1 point at mini changes nothing the paper would call a gain.
+MARGINS: dict[str, float] = {c.id: 1.0 for c in CLAIMS if c.kind == "same"}
+# Cells that repeat another claim's cells at mini (the same numbers, not new evidence): shown once, not counted.
+DUPLICATES: dict[str, tuple[str, str]] = {
+    **{f"table3/relabel-{b}/shankar": (f"table3/relabel-{b}/real", "= ReaL at mini: Shankar et al.'s labels are the "
+                                       "mini world's true label sets, as ReaL's, so the two columns are equal")
+       for b in ("original", "label_smoothing", "label_cleaning")}}
+# Claims whose mini cells cannot vary (every model scores the same): not testable at mini, with the reason.
+NOT_TESTABLE: dict[str, str] = {
+    f"table7/{r}/bgc": ("the challenge accuracy is 0 for every mini model (a foreground counts only if it is right "
+                        "on all 200 backgrounds); table7's BG-gap column shows the background dependence instead")
+    for r in ("relabel", "cutmix", "extra")}
+# Claims whose value is computed from the recipe, not measured (no noise to judge against).
+COMPUTED = {"fig6/cost-kd_b7", "fig6/cost-kd_b5"}
+# Claims whose seeds leave a source of variation fixed: the verdict is conditional on it.
+CONDITIONAL: dict[str, str] = {
+    **{f"fig4/{c}": "conditional on one annotator per arm (each trained once, seed 0); the targets vary by seed"
+       for c in ("default-w025", "w025-baseline", "w05-w025", "default-w05", "e6-e2", "default-e6")},
+    **{c.id: "conditional on one pretrained checkpoint per backbone (every seed fine-tunes from it)"
+       for c in CLAIMS if c.id.startswith("table10/")},
+}
+# Why a row's mini test means less than its verdict says (shown in the note column).
 NOTES: dict[str, str] = {
-    **{f"table3/relabel-{b}/shankar": _SHANKAR for b in ("original", "label_smoothing", "label_cleaning")},
-    **{f"table7/{r}/bgc": _BGC for r in ("relabel", "cutmix", "extra")},
-    **{c: "cost ratios are computed, not measured: no seed noise (std 0)" for c in ("fig6/cost-kd_b7",
-                                                                                   "fig6/cost-kd_b5")},
-    **{f"fig4/{c}": "the annotators are trained once (seed 0); the targets vary by seed" for c in (
-        "default-w025", "w05-w025", "default-w05", "e6-e2", "default-e6")},
     "fig4/w025-baseline": ("at mini the ×0.25-width annotator is not the weakest (see fig4.md for each annotator's "
                            "top-1): the 2-epoch one (e2) is, and fig4/e6-e2 and fig4.md show its target"),
-    **{f"table6/{c}-fp32": "an invariance at 3 seeds has little power: 'holds' means no difference was detected"
-       for c in ("fp16", "int8", "top1", "top3", "top10")},
 }
 
-VERDICTS = ("holds beyond noise", "holds (within noise)", "within noise", "differs beyond noise",
-            "opposite beyond noise", "single seed", "not paired", "not run")
-# how the summary line counts each verdict ('3 hold beyond noise')
-IN_SUMMARY = {"holds beyond noise": "hold beyond noise", "holds (within noise)": "hold within noise (invariance)",
-          "within noise": "within noise", "differs beyond noise": "differ beyond noise (invariance)",
-          "opposite beyond noise": "opposite beyond noise", "single seed": "single seed",
-          "not paired": "not paired (no common seed)", "not run": "not run"}
+
+@dataclass(frozen=True)
+class Family:
+    """A claim the paper makes in words over several cells, judged by a pooled analysis of its members."""
+    id: str
+    ref: str
+    text: str
+    members: tuple[str, ...]  # claim ids, each already signed the paper's way (kind 'more')
+
+
+FAMILIES = (
+    Family("table4/every-architecture", "Table 4", "ReLabel improves every architecture (pooled over ResNet-18/50/101, "
+           "EfficientNet-B0-B3 and ReXNet)", ("table3/relabel-original/val",) + tuple(
+               f"table4/{a}" for a in ("resnet18", "resnet101", "efficientnet_b0", "efficientnet_b1",
+                                       "efficientnet_b2", "efficientnet_b3", "rexnet_100"))),
+    Family("table3/every-set", "Table 3", "ReLabel beats the original labels on every evaluation set (pooled over "
+           "val, ReaL and the three ImageNetV2 variants)", ("table3/relabel-original/val",
+                                                            "table3/relabel-original/real", "table3/relabel-original/v2",
+                                                            "tableA1/relabel-original/v2_mf",
+                                                            "tableA1/relabel-original/v2_t07")),
+    Family("table7/relabel-every-benchmark", "Table 7", "ReLabel is more robust than the original labels on every "
+           "benchmark (pooled over FGSM, ImageNet-A and ImageNet-C)",
+           ("table7/relabel/fgsm", "table7/relabel/imagenet_a", "table7/relabel/imagenet_c")),
+)
+
+DIRECTIONAL = ("holds", "opposite", "inconclusive")
+INVARIANCE = ("equivalent", "differs", "inconclusive (invariance)")
+OTHER = ("duplicate", "not testable at mini", "computed", "single seed", "not paired", "not run")
+VERDICTS = DIRECTIONAL + INVARIANCE + OTHER
+# how the summary line counts each verdict ('12 hold')
+IN_SUMMARY = {"holds": "hold", "opposite": "opposite", "inconclusive": "inconclusive", "equivalent": "equivalent",
+              "differs": "differ (invariance)", "inconclusive (invariance)": "inconclusive invariances",
+              "duplicate": "duplicates (shown once)", "not testable at mini": "not testable at mini",
+              "computed": "computed", "single seed": "single seed", "not paired": "not paired (no common seed)",
+              "not run": "not run"}
 VERDICT_RULE = (
-    "**Verdict rule.** Ours is paired by seed: for each seed both cells have, d = a − b (for a cost ratio, a / b, "
-    "judged on d − 1); the ledger shows the mean ± sample std of d over those n seeds, and SE = std / √n.",
-    "- **holds beyond noise**: n ≥ 2, the paper's sign and |mean| > 2·SE; **opposite beyond noise**: n ≥ 2, the "
-    "opposite sign and |mean| > 2·SE; **within noise**: otherwise.",
-    "- Invariance claims (kind `same`: the paper says a ≈ b, e.g. Table 6's storage formats): **holds (within "
-    "noise)** when |mean| ≤ 2·SE, **differs beyond noise** otherwise. Here 'holds' means no difference was "
-    "detected, not that the two are equal.",
-    "- **single seed**: n = 1, no noise estimate; **not run**: a cell has no record; **not paired**: both cells "
-    "have records, but at no common seed.")
+    "**Verdict rule** (docs/statistics.md; fixed before the runs in docs/statistics-plan.md). Ours is paired by "
+    "seed: per seed both cells have, d = a − b. The **95% interval** of Δ counts seed noise *and* test-set noise: "
+    "from the per-image outcomes the records carry (a two-way seeds × images analysis of variance), else from the "
+    "binomial variance of the two accuracies on the test set's size (marked 'binomial'), else seed noise alone "
+    "(marked 'seeds only': AP, mAP and crop statistics do not decompose per image).",
+    "- Directional claims: **holds** when the interval lies on the paper's side of 0, **opposite** when it lies on "
+    "the other side, **inconclusive** when it covers 0.",
+    "- Invariance claims (the paper says a ≈ b): **equivalent** when the 90% interval lies inside ±margin (two "
+    "one-sided tests at α = 0.05; margin 1 point), **differs** when the 95% interval lies beyond a margin, "
+    "**inconclusive** otherwise.",
+    "- **Holm**: whether the verdict survives Holm's correction across the judged claims of its paper table "
+    "(family-wise α = 0.05): ✓ survives, ✗ does not. Pooled rows judge a claim the paper makes in words over "
+    "several cells (per seed, the mean of the members' d; test-set variance bounded as if the members' test noise "
+    "were perfectly correlated).",
+    "- **duplicate**: the same numbers as another row at mini (shown once); **not testable at mini**: the cells "
+    "cannot vary; **computed**: a quantity computed from the recipe, not measured; **single seed**: n = 1; **not "
+    "run** / **not paired**: a cell has no record / no seed in common. Conditional claims say on what in the note.")
 
 
 @dataclass(frozen=True)
 class Row:
-    claim: Claim
+    claim: Claim | Family
     mean: float | None
-    std: float | None
+    std: float | None  # sample std of the per-seed differences
     n: int
     verdict: str
+    interval: S.Interval | None = None
+    test_noise: str = ""  # 'per-image', 'binomial', 'seeds only'
+    p: float | None = None  # two-sided p (directional) or TOST p (invariance)
+    holm: bool | None = None
 
 
 def _cell(computed: dict, key: str) -> render.Cell:
@@ -264,8 +319,17 @@ def _cell(computed: dict, key: str) -> render.Cell:
     return computed[name].cells[row, col]
 
 
-def judge(claim: Claim, a: render.Cell, b: render.Cell) -> Row:
-    """One claim's row: the paired differences of its two cells and the verdict of VERDICT_RULE."""
+def _source(key: str):
+    """The records source (experiment, evaluator, metric) of a cell 'table/row/col'."""
+    name, row, col = key.split("/")
+    table = tables.get(name)
+    r = next(x for x in table.rows if x.key == row)
+    return r.sources[[c.key for c in table.cols].index(col)]
+
+
+def judge_2se(claim: Claim, a: render.Cell, b: render.Cell) -> Row:
+    """The ledger's rule before docs/statistics.md (|mean| > 2·SE of the seed differences: a two-sided p < 0.18 at
+    n = 3, and no test-set noise). Kept only for the speed pilots, whose criteria were written with it."""
     if not a.n or not b.n:
         return Row(claim, None, None, 0, "not run")
     seeds = sorted(set(a.values) & set(b.values))
@@ -286,198 +350,120 @@ def judge(claim: Claim, a: render.Cell, b: render.Cell) -> Row:
     return Row(claim, mean, std, n, verdict)
 
 
+# Independent images behind an accuracy whose record size counts corrupted copies (ImageNet-C: 15 × 5 per image).
+_COPIES = {"imagenet-c": 75}
+# Evaluators whose metric is an accuracy in % over the record's images (a binomial test-set variance applies).
+_ACCURACY = {"val", "v2-top-images", "v2-matched-frequency", "v2-threshold0.7", "real", "shankar", "fgsm",
+             "imagenet-a", "imagenet-c", "grid"}
+
+
+def _test_noise(claim: Claim, a: render.Cell, b: render.Cell, seeds: list) -> tuple[str, object]:
+    """('per-image', z[seed, image]) when every paired record carries outcomes of the same images; ('binomial',
+    variance of the mean difference) for an accuracy; else ('seeds only', 0)."""
+    ra = [r for s in seeds for r in a.records if r["seed"] == s]
+    rb = [r for s in seeds for r in b.records if r["seed"] == s]
+    if len(ra) != len(seeds) or len(rb) != len(seeds):  # cells made by hand (tests) carry no records
+        return "seeds only", 0.0
+    metric_a, metric_b = (_source(k).metric for k in (claim.a, claim.b))
+    z = O.paired_matrix(ra, rb, metric_a, metric_b)
+    if z is not None and z.shape[1] > 1:
+        return "per-image", z
+    if all(r["evaluator"] in _ACCURACY for r in ra + rb):
+        size = min(int(r["dataset"]["size"]) // _COPIES.get(r["evaluator"], 1) for r in ra + rb)
+        pa, pb = statistics.fmean(a.values[s] for s in seeds) / 100, statistics.fmean(b.values[s] for s in seeds) / 100
+        return "binomial", 1e4 * S.binomial_test_var(pa, pb, size)
+    return "seeds only", 0.0
+
+
+def judge(claim: Claim, a: render.Cell, b: render.Cell) -> Row:
+    """One claim's row: the paired differences of its two cells, their 95% interval and the verdict of
+    VERDICT_RULE (without Holm: `ledger` adds it per family)."""
+    if not a.n or not b.n:
+        return Row(claim, None, None, 0, "not run")
+    seeds = sorted(set(a.values) & set(b.values))
+    if not seeds:
+        return Row(claim, None, None, 0, "not paired")
+    d = [a.values[s] / b.values[s] if claim.kind == "ratio" else a.values[s] - b.values[s] for s in seeds]
+    mean, n = statistics.fmean(d), len(d)
+    std = statistics.stdev(d) if n > 1 else None
+    if claim.id in COMPUTED or claim.kind == "ratio":
+        return Row(claim, mean, std, n, "computed")
+    if claim.id in NOT_TESTABLE and len({*a.values.values(), *b.values.values()}) == 1:
+        return Row(claim, mean, std, n, "not testable at mini")
+    if n == 1:
+        return Row(claim, mean, None, 1, "single seed")
+    noise, extra = _test_noise(claim, a, b, seeds)
+    iv = S.two_way_interval(extra) if noise == "per-image" else S.seed_interval(d, extra)
+    if claim.kind == "same":
+        margin = MARGINS.get(claim.id, 1.0)
+        v = S.equivalence(iv, margin)
+        return Row(claim, mean, std, n, "inconclusive (invariance)" if v == "inconclusive" else v, iv, noise,
+                   iv.p_tost(margin))
+    return Row(claim, mean, std, n, S.directional(iv, +1 if claim.kind == "more" else -1), iv, noise,
+               iv.p_two_sided())
+
+
+def judge_family(family: Family, rows: dict[str, Row], cells: dict[str, tuple]) -> Row:
+    """A pooled row: per common seed, the mean of the members' d (so seed-level correlation between members is
+    kept), its paired t interval widened by the members' test-set variances bounded as perfectly correlated."""
+    members = [rows[m] for m in family.members]
+    if any(r.verdict in ("not run", "not paired") for r in members):
+        return Row(family, None, None, 0, "not run")
+    seeds = sorted(set.intersection(*(set(a.values) & set(b.values) for a, b in (cells[m] for m in family.members))))
+    if len(seeds) < 2:
+        return Row(family, None, None, len(seeds), "single seed" if seeds else "not paired")
+    per_seed = [statistics.fmean(cells[m][0].values[s] - cells[m][1].values[s] for m in family.members)
+                for s in seeds]
+    test_sd = statistics.fmean(math.sqrt(r.interval.test_var) if r.interval else 0.0 for r in members)
+    iv = S.seed_interval(per_seed, test_sd ** 2)
+    noise = "per-image" if all(r.test_noise == "per-image" for r in members) else "binomial"
+    return Row(family, iv.mean, statistics.stdev(per_seed), len(seeds), S.directional(iv, +1), iv, noise,
+               iv.p_two_sided())
+
+
+def _with_holm(rows: list[Row]) -> list[Row]:
+    """Each judged row's Holm flag within its paper table (claims and pooled rows of one `ref` are one family)."""
+    out = list(rows)
+    by_ref: dict = {}
+    for i, r in enumerate(rows):
+        if r.p is not None:
+            by_ref.setdefault(r.claim.ref, []).append(i)
+    for idx in by_ref.values():
+        for i, keep in zip(idx, S.holm([rows[i].p for i in idx])):
+            r = rows[i]
+            out[i] = Row(r.claim, r.mean, r.std, r.n, r.verdict, r.interval, r.test_noise, r.p,
+                         keep if r.verdict in ("holds", "opposite", "equivalent", "differs") else None)
+    return out
+
+
 def ledger(records: list, scale: str = "mini") -> list[Row]:
-    """Every claim judged from `records` at `scale` (all recorded seeds), in CLAIMS order."""
+    """Every claim judged from `records` at `scale` (all recorded seeds), in CLAIMS order, then the pooled rows;
+    duplicates (DUPLICATES, at mini, when their numbers really repeat the other row's) are marked, not judged."""
     computed = {name: render.compute(tables.get(name), records, scale)
                 for name in sorted({k.split("/")[0] for c in CLAIMS for k in (c.a, c.b)})}
-    return [judge(c, _cell(computed, c.a), _cell(computed, c.b)) for c in CLAIMS]
+    cells = {c.id: (_cell(computed, c.a), _cell(computed, c.b)) for c in CLAIMS}
+    rows = {c.id: judge(c, *cells[c.id]) for c in CLAIMS}
+    for cid, (other, _) in DUPLICATES.items():
+        r, o = rows[cid], rows[other]
+        same = all(x.values.keys() == y.values.keys() and all(abs(x.values[k] - y.values[k]) < 1e-9 for k in x.values)
+                   for x, y in zip(cells[cid], cells[other]))
+        if scale == "mini" and r.n and same:
+            rows[cid] = Row(r.claim, r.mean, r.std, r.n, "duplicate")
+    out = [rows[c.id] for c in CLAIMS] + [judge_family(f, rows, cells) for f in FAMILIES]
+    return _with_holm(out)
+
+
+def note(r: Row) -> str:
+    """The note column: why a row says less than its verdict, on what it is conditional, what it repeats."""
+    cid = r.claim.id
+    parts = [NOTES.get(cid, ""), CONDITIONAL.get(cid, ""),
+             DUPLICATES[cid][1] if r.verdict == "duplicate" else "",
+             NOT_TESTABLE.get(cid, "") if r.verdict == "not testable at mini" else "",
+             "computed from the recipe, not measured: no noise to judge" if r.verdict == "computed" else ""]
+    return "; ".join(p for p in parts if p)
 
 
 def summary(rows: list[Row]) -> str:
-    """'80 claims: 12 hold beyond noise, …, 40 not run' (the verdicts that occur, in VERDICTS order)."""
+    """'83 claims: 12 hold, …, 40 not run' (the verdicts that occur, in VERDICTS order)."""
     counts = [(sum(r.verdict == v for r in rows), IN_SUMMARY[v]) for v in VERDICTS]
     return f"{len(rows)} claims: " + ", ".join(f"{k} {v}" for k, v in counts if k) + "."
-
-
-# ---- formatting ------------------------------------------------------------------------------------------------
-def _digits(claim: Claim) -> int:
-    return 3 if claim.a.startswith("fig5/") else 2  # Fig. 5's confidences are in [0, 1]
-
-
-def _num(x: float, d: int) -> str:
-    return f"{x:+.{d}f}".replace("-", "−")
-
-
-def paper_text(c: Claim) -> str:
-    if c.paper is None:
-        return {"more": "> 0", "less": "< 0", "same": "≈ 0", "ratio": "> 1×"}[c.kind]
-    if c.kind == "ratio":
-        return f"{c.paper:.2f}×"
-    return "0.0" if c.paper == 0 else _num(c.paper, 1 if round(c.paper, 1) == c.paper else 2)
-
-
-def ours_text(r: Row) -> str:
-    if r.mean is None:
-        return render.DASH
-    d = _digits(r.claim)
-    if r.claim.kind == "ratio":
-        return f"{r.mean:.2f}×" + (f" ± {r.std:.2f}" if r.std is not None else "")
-    return _num(r.mean, d) + (f" ± {r.std:.{d}f}" if r.std is not None else "")
-
-
-def header(scale: str, records_desc: str) -> list[str]:
-    return [f"# Claims ledger — the paper's claims at scale {scale}", "",
-            f"Scale: **{scale}**. " + ("Mini numbers are not paper-scale numbers: the bundled miniature world on CPU "
-                                       "tests each claim's sign against seed noise, never its size.  "
-                                       if scale == "mini" else "The real datasets at the paper's settings.  "),
-            f"Records: {records_desc}. Rendered by `make claims` from these records alone (nothing runs); cells "
-            "are read as the rendered tables read them.", ""]
-
-
-# ---- the annotator's regime (issue 15; docs/mini-world.md, criteria fixed before any target ran) ---------------
-REGIME_RATIO = 0.55  # the mini annotator's error at most this × the original-label ResNet-50's (paper: 0.52)
-
-
-def _mean(cell: render.Cell) -> float | None:
-    return statistics.fmean(cell.values.values()) if cell.n else None
-
-
-def _crop_metrics(records: list, scale: str) -> dict | None:
-    """Fig. 5's record (analysis/label_confidence) pooled over its seeds: each seed draws other crops, so the
-    confidences are averaged and the single-object rates weighted by their crop counts (the latest record per seed)."""
-    latest = {}
-    for r in records:
-        if (r.get("experiment"), r.get("evaluator"), r.get("scale")) != ("analysis/label_confidence", "crop_conf",
-                                                                         scale):
-            continue
-        if r.get("created", "") >= latest.get(r.get("seed"), {}).get("created", ""):
-            latest[r.get("seed")] = r
-    ms = [r["metrics"] for _, r in sorted(latest.items())]
-    if not ms:
-        return None
-    out = {k: statistics.fmean(m[k] for m in ms) for k in ("conf_iou0", "conf_iou_gt_05")}
-    out["n_seeds"] = len(ms)
-    if all("single_other_pooled_top1" in m for m in ms):
-        for rate, count in (("single_pooled_top1", "single_object_crops"), ("single_original_agree",
-                                                                             "single_object_crops"),
-                            ("single_other_pooled_top1", "single_other_crops")):
-            n = sum(m[count] for m in ms)
-            out[rate] = sum(m[rate] * m[count] for m in ms) / n if n else float("nan")
-            out[count] = n
-    return out
-
-
-def regime(records: list, scale: str = "mini") -> list[tuple[str, str, str]]:
-    """(criterion, measured, verdict) for docs/mini-world.md's three criteria of the default annotator's regime."""
-    fig4, t2 = render.compute(tables.get("fig4"), records, scale), render.compute(tables.get("table2"), records, scale)
-    out = []
-    for name, ann_col, r50_col in (("val", "annotator", "top1"), ("ReaL", "annotator_real", "real")):
-        ann, r50 = _mean(fig4.cells["default", ann_col]), _mean(t2.cells["original", r50_col])
-        n = t2.cells["original", r50_col].n
-        if ann is None or r50 is None:
-            out.append((f"1. annotator error ≤ {REGIME_RATIO} × ResNet-50 (original) error, {name}", "—",
-                        "not run"))
-            continue
-        ratio = (100 - ann) / (100 - r50)
-        out.append((f"1. annotator error ≤ {REGIME_RATIO} × ResNet-50 (original) error, {name}",
-                    f"annotator {ann:.1f}, ResNet-50 {r50:.1f} (n={n}): error ratio {ratio:.2f}",
-                    "met" if ratio <= REGIME_RATIO else "not met"))
-    m = _crop_metrics(records, scale)
-    if m is None:
-        out += [("2. pooled-label confidence rises with IoU (Fig. 5)", "—", "not run"),
-                ("3. single-object crops", "—", "not run")]
-        return out
-    hi, lo = m["conf_iou_gt_05"], m["conf_iou0"]
-    out.append(("2. pooled-label confidence rises with IoU (Fig. 5)",
-                f"mean max-prob {lo:.3f} at IoU = 0 → {hi:.3f} at IoU > 0.5 ({m['n_seeds']} seeds)",
-                "met" if hi > lo else "not met"))
-    if "single_other_pooled_top1" not in m:
-        out.append(("3. single-object crops", "— (record predates the metric)", "not run"))
-        return out
-    pooled, orig, other = m["single_pooled_top1"], m["single_original_agree"], m["single_other_pooled_top1"]
-    out.append(("3. single-object crops: the pooled top-1 names the object about as often as the original label "
-                "(within 5 points), and on those of another class than the label in ≥ 50%",
-                f"{pooled:.1f}% vs original label {orig:.1f}% ({m['single_object_crops']} crops); other-class: "
-                f"{other:.1f}% vs 0% ({m['single_other_crops']} crops), {m['n_seeds']} seeds pooled",
-                "met" if pooled >= orig - 5 and other >= 50 else "not met"))
-    return out
-
-
-def regime_markdown(records: list, scale: str) -> list[str]:
-    if scale != "mini":
-        return []
-    out = ["## The mini annotator's regime", "",
-           "The paper's annotator roughly halves its targets' error (EfficientNet-L2 vs ResNet-50: 11.6 / 22.5 = "
-           "0.52); the criteria (docs/mini-world.md, fixed before any target ran on the annotator) say whether "
-           "the mini tables test the method in that regime.", "",
-           "| criterion | measured | verdict |", "|---|---|---|"]
-    out += [f"| {c} | {m} | {v} |" for c, m, v in regime(records, scale)]
-    return out + [""]
-
-
-def to_markdown(rows: list[Row], scale: str, records_desc: str, records: list | None = None) -> str:
-    out = header(scale, records_desc) + regime_markdown(records or [], scale) + ["## Claims", ""]
-    out += list(VERDICT_RULE) + ["", f"**{summary(rows)}**", ""]
-    out += ["| id | claim | paper | paper Δ | ours (mean ± std) | n | verdict | note |", "|---" * 8 + "|"]
-    for r in rows:
-        c = r.claim
-        out.append(f"| `{c.id}` | {c.text} | {c.ref} | {paper_text(c)} | {ours_text(r)} | {r.n or render.DASH} | "
-                   f"{r.verdict} | {NOTES.get(c.id, '')} |")
-    out += ["", "Cells: a − b (a / b for a ratio) with a and b named `table/row/col` in the CSV beside this file; "
-            "the rendered tables beside it show each cell's records."]
-    return "\n".join(out) + "\n"
-
-
-CSV_FIELDS = ("id", "ref", "kind", "claim", "a", "b", "paper", "ours_mean", "ours_std", "n", "verdict", "note")
-
-
-def to_csv(rows: list[Row]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, CSV_FIELDS, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        c = r.claim
-        w.writerow({"id": c.id, "ref": c.ref, "kind": c.kind, "claim": c.text, "a": c.a, "b": c.b,
-                    "paper": "" if c.paper is None else c.paper,
-                    "ours_mean": "" if r.mean is None else repr(round(r.mean, 6)),
-                    "ours_std": "" if r.std is None else repr(round(r.std, 6)), "n": r.n, "verdict": r.verdict,
-                    "note": NOTES.get(c.id, "")})
-    return buf.getvalue()
-
-
-def readme_block(rows: list[Row], n_records: int, ledger_link: str, records: list | None = None) -> str:
-    """The text between README.md's claims markers: the summary counts, a link to the ledger, the annotator's
-    regime in one line (when `records` are given) and one line per paper table."""
-    where = (f"from the {n_records} committed records" if n_records else
-             "(no records are committed yet: `make publish` commits them after the runs)")
-    head = (f"The paper's claims, checked at mini scale {where}: **{summary(rows)}** "
-            f"Each claim with the paper's Δ, ours and the verdict rule: [{ledger_link}]({ledger_link}).")
-    if records:
-        crit = [(c.split(".")[0] + (" (ReaL)" if c.endswith("ReaL") else " (val)" if c.endswith("val") else ""), v)
-                for c, _, v in regime(records)]
-        head += (" The mini annotator's regime (the paper's: it halves its targets' error; criteria in "
-                 "docs/mini-world.md, measured in the ledger): " + ", ".join(f"criterion {c} {v}" for c, v in crit)
-                 + ".")
-    return head + "\n\n" + "\n".join(per_table(rows))
-
-
-# how the README's per-table line groups the verdicts
-_GROUPS = (("hold", ("holds beyond noise", "holds (within noise)")), ("within noise", ("within noise",)),
-           ("against", ("opposite beyond noise", "differs beyond noise")),
-           ("not judged", ("single seed", "not paired", "not run")))
-
-
-def per_table(rows: list[Row]) -> list[str]:
-    """A Markdown table, one line per paper table/figure: how many of its claims hold, are within noise, go against
-    the paper (opposite, or an invariance that differs) or are not judged yet, and the seeds behind them."""
-    refs: dict = {}
-    for r in rows:
-        refs.setdefault(r.claim.ref, []).append(r)
-    out = ["| paper | claims | " + " | ".join(g for g, _ in _GROUPS) + " | seeds (n) |",
-           "|---|---:|" + "---:|" * len(_GROUPS) + "---|"]
-    for ref, rs in refs.items():
-        ns = sorted({r.n for r in rs if r.n})
-        seeds = "—" if not ns else (str(ns[0]) if len(ns) == 1 else f"{ns[0]}–{ns[-1]}")
-        counts = [sum(r.verdict in vs for r in rs) for _, vs in _GROUPS]
-        out.append(f"| {ref} | {len(rs)} | " + " | ".join(str(k) if k else "·" for k in counts) + f" | {seeds} |")
-    return out

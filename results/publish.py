@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from relabel import launch, records as R
-from results import claims, render, tables
+from results import claims, ledger, render, tables
 
 RESULTS = Path(__file__).resolve().parent
 ROOT = RESULTS.parent
@@ -127,9 +127,9 @@ def write_ledger(records_path: Path, out_dir: Path, scale: str) -> list[Path]:
     records = _read([records_path])
     rows = claims.ledger(records, scale)
     out_dir.mkdir(parents=True, exist_ok=True)
-    md = claims.to_markdown(rows, scale, describe(records_path, records), records)
+    md = ledger.to_markdown(rows, scale, describe(records_path, records), records)
     return [R.write_text_atomic(out_dir / "claims.md", md),
-            R.write_text_atomic(out_dir / "claims.csv", claims.to_csv(rows))]
+            R.write_text_atomic(out_dir / "claims.csv", ledger.to_csv(rows))]
 
 
 def render_published(records_path: Path, out_dir: Path, scale: str) -> list[Path]:
@@ -172,9 +172,9 @@ def differences(committed: Path, rendered: Path) -> list[str]:
 # ---- README ------------------------------------------------------------------------------------------------------
 def readme_block(path: Path, scale: str = "mini") -> str:
     """What README.md holds between its claims markers: the ledger summary of `path`, its link, the annotator's
-    regime (mini) and one line per paper table (`claims.readme_block`)."""
+    regime (mini) and one line per paper table (`ledger.readme_block`)."""
     records = _read([path])
-    return claims.readme_block(claims.ledger(records, scale), len(records), f"results/{scale}/claims.md",
+    return ledger.readme_block(claims.ledger(records, scale), len(records), f"results/{scale}/claims.md",
                                records if scale == "mini" else None)
 
 

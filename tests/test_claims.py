@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from relabel import records as R
-from results import claims, publish, render, tables as T
+from results import claims, ledger, publish, render, tables as T
 from results.claims import CLAIMS, KINDS
 from results.render import Cell
 
@@ -62,22 +62,35 @@ def _judge(kind, a, b):
 
 
 @pytest.mark.parametrize("kind, a, b, verdict", [
-    # d = (1, 1.2, 0.8): mean 1, std 0.2, 2·SE = 0.231
-    ("more", (2, 2.2, 1.8), (1, 1, 1), "holds beyond noise"),
-    ("more", (0, -0.2, 0.2), (1, 1, 1), "opposite beyond noise"),
-    ("less", (0, -0.2, 0.2), (1, 1, 1), "holds beyond noise"),
-    # d = (1, -1, 0.5): mean 0.167, std 1.04, 2·SE = 1.2
-    ("more", (2, 0, 1.5), (1, 1, 1), "within noise"),
-    ("same", (2, 0, 1.5), (1, 1, 1), "holds (within noise)"),
-    ("same", (2, 2.2, 1.8), (1, 1, 1), "differs beyond noise"),
-    # a / b = (5, 5): judged on 5 − 1 with std 0
-    ("ratio", (50, 100), (10, 20), "holds beyond noise"),
-    ("ratio", (5, 10), (10, 20), "opposite beyond noise"),
+    # cells made by hand carry no records: seed noise only, the paired t interval at df 2 (t = 4.30)
+    # d = (1, 1.2, 0.8): mean 1, SE 0.115, 95% interval [0.50, 1.50]
+    ("more", (2, 2.2, 1.8), (1, 1, 1), "holds"),
+    ("more", (0, -0.2, 0.2), (1, 1, 1), "opposite"),
+    ("less", (0, -0.2, 0.2), (1, 1, 1), "holds"),
+    # d = (1, -1, 0.5): mean 0.167, SE 0.60
+    ("more", (2, 0, 1.5), (1, 1, 1), "inconclusive"),
+    ("same", (2, 0, 1.5), (1, 1, 1), "inconclusive (invariance)"),
+    # d = (0.1, 0.2, 0): 90% interval [−0.07, 0.27] inside ±1 point: equivalent (TOST)
+    ("same", (1.1, 1.2, 1.0), (1, 1, 1), "equivalent"),
+    # d = (3, 3.2, 2.8): the 95% interval [2.5, 3.5] lies beyond the +1 margin
+    ("same", (4, 4.2, 3.8), (1, 1, 1), "differs"),
+    # d = (1, 1.2, 0.8) again: beyond 0 but not beyond the margin, nor inside it
+    ("same", (2, 2.2, 1.8), (1, 1, 1), "inconclusive (invariance)"),
+    ("ratio", (50, 100), (10, 20), "computed"),
     ("more", (2,), (1,), "single seed"),
     ("more", (2, 2), (), "not run"),
 ])
 def test_verdict_rule(kind, a, b, verdict):
     assert _judge(kind, a, b).verdict == verdict
+
+
+def test_the_old_two_se_rule_is_kept_for_the_pilots_only():
+    claim = claims.Claim("x", "Table 0", "more", None, "t/a/c", "t/b/c", "x")
+    # d = (1, -0.2, 1.6): mean 0.8, SE 0.53: > 2·SE is false, so 'within noise'; d = (1, 0.4, 1.6): 'beyond'
+    assert claims.judge_2se(claim, Cell({0: 2, 1: 0.8, 2: 2.6}), Cell({0: 1, 1: 1, 2: 1})).verdict == "within noise"
+    row = claims.judge_2se(claim, Cell({0: 2, 1: 1.4, 2: 2.6}), Cell({0: 1, 1: 1, 2: 1}))
+    assert row.verdict == "holds beyond noise"
+    assert claims.judge(claim, Cell({0: 2, 1: 1.4, 2: 2.6}), Cell({0: 1, 1: 1, 2: 1})).verdict == "inconclusive"
 
 
 def test_pairs_by_seed_and_needs_a_common_one():
@@ -92,8 +105,9 @@ def test_ledger_reads_cells_as_the_rendered_tables_do():
     rows = {r.claim.id: r for r in claims.ledger(records)}
     r = rows["table3/relabel-original/val"]
     # by hand from tests/fixtures/make_fixture_records.py: d = 4 + (−1.25, 0.5, 0.75); std² = 2.375 / 2
-    assert (r.n, r.verdict, r.mean, r.std) == (3, "holds beyond noise", pytest.approx(4.0),
-                                               pytest.approx(math.sqrt(1.1875)))
+    assert (r.n, r.mean, r.std) == (3, pytest.approx(4.0), pytest.approx(math.sqrt(1.1875)))
+    # the fixture's records carry no per-image outcomes: the binomial of the two accuracies on the val size
+    assert r.test_noise == "binomial" and r.verdict == "inconclusive" and r.interval.test_var > 0
     ours = {(d[0], d[1]): d[3:] for d in render.delta_rows(render.compute(T.TABLE3, records, "mini"))}
     assert ours["ReLabel − Original", "ImageNet val"] == (pytest.approx(r.mean), pytest.approx(r.std), 3)
     assert rows["table3/relabel-label_cleaning/shankar"].verdict == "not run"  # the fixture's missing cell
@@ -113,22 +127,26 @@ def test_ledger_files_name_scale_records_rule_and_notes(tmp_path, monkeypatch):
     md = (tmp_path / "out" / "claims.md").read_text()
     assert "scale mini" in md and "Mini numbers are not paper-scale numbers" in md
     assert f"`mini.jsonl` — 45 records, sha256 `{hashlib.sha256(src.read_bytes()).hexdigest()[:12]}`" in md
-    assert "|mean| > 2·SE" in md and "**holds (within noise)** when |mean| ≤ 2·SE" in md
-    assert "**80 claims: 11 hold beyond noise, 69 not run.**" in md
+    assert "The **95% interval** of Δ counts seed noise *and* test-set noise" in md
+    assert "**83 claims: 11 inconclusive, 72 not run.**" in md
     rows = [l for l in md.splitlines() if l.startswith("| `")]
     table = list(csv.DictReader(io.StringIO((tmp_path / "out" / "claims.csv").read_text())))
-    assert len(rows) == len(table) == len(CLAIMS)
-    assert [l.split("`")[1] for l in rows] == [t["id"] for t in table] == [c.id for c in CLAIMS]
-    assert [l.split(" | ")[-2] for l in rows] == [t["verdict"] for t in table]
+    ids = [c.id for c in CLAIMS] + [f.id for f in claims.FAMILIES]
+    assert len(rows) == len(table) == len(ids)
+    assert [l.split("`")[1] for l in rows] == [t["id"] for t in table] == ids
     row = next(l for l in rows if "table3/relabel-original/shankar" in l)
-    assert row.endswith("| +0.8 | +4.00 ± 1.09 | 3 | holds beyond noise | Shankar repeats ReaL at mini scale |")
+    assert row.endswith("| +0.8 | +4.00 ± 1.09 | [−8.83, +16.83] | 3 | binomial | inconclusive |  | "
+                        "Shankar repeats ReaL at mini scale |")
     assert next(t for t in table if t["id"] == "table2/global_single-original")["paper"] == "0.0"
+    pooled = next(t for t in table if t["id"] == "table3/every-set")
+    assert pooled["kind"] == "pooled" and pooled["verdict"] == "not run"
 
 
 def test_without_records_every_claim_is_not_run(tmp_path):
     publish.write_ledger(tmp_path / "mini.jsonl", tmp_path, "mini")
     md = (tmp_path / "claims.md").read_text()
-    assert f"**{len(CLAIMS)} claims: {len(CLAIMS)} not run.**" in md and "not published yet, 0 records" in md
+    n = len(CLAIMS) + len(claims.FAMILIES)
+    assert f"**{n} claims: {n} not run.**" in md and "not published yet, 0 records" in md
 
 
 def test_committed_ledger_matches_the_committed_records(tmp_path):
@@ -163,7 +181,7 @@ def test_make_claims_writes_the_ledger_from_the_published_records_only(tmp_path,
     (tmp_path / "records" / "mini.jsonl").write_bytes((FIX / "table3_records.jsonl").read_bytes())
     readme = publish.README.read_text()
     assert publish.main(["--claims"]) == 0
-    assert "80 claims: 11 hold beyond noise, 69 not run." in capsys.readouterr().out
+    assert "83 claims: 11 inconclusive, 72 not run." in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "mini").iterdir()) == ["claims.csv", "claims.md"]
     assert publish.README.read_text() == readme  # README describes the repository's results only
 
@@ -171,7 +189,7 @@ def test_make_claims_writes_the_ledger_from_the_published_records_only(tmp_path,
 def test_the_annotators_regime_is_judged_from_records():
     """docs/mini-world.md's criteria (issue 15): error ratio vs the original-label ResNet-50, Fig. 5's rise, and the
     single-object crops; 'not run' without records."""
-    assert [v for *_, v in claims.regime([])] == ["not run"] * 4
+    assert [v for *_, v in ledger.regime([])] == ["not run"] * 4
     base = R.read(FIX / "table3_records.jsonl")[0]
 
     def rec(experiment, evaluator, metrics, seed=0):
@@ -186,7 +204,7 @@ def test_the_annotators_regime_is_judged_from_records():
     records.append(rec("analysis/label_confidence", "crop_conf", {
         "conf_iou0": 0.5, "conf_iou_gt_05": 0.8, "single_pooled_top1": 90.0, "single_original_agree": 98.0,
         "single_object_crops": 300, "single_other_pooled_top1": 30.0, "single_other_crops": 30}, seed=1))
-    got = claims.regime(records)
+    got = ledger.regime(records)
     # val: (100 − 75) / (100 − 51) = 0.51 ≤ 0.55; ReaL: 30 / 49 = 0.61; crops pooled over the two seeds by count:
     # single (94·700 + 90·300) / 1000 = 92.8 ≥ 98 − 5; other-class (60·10 + 30·30) / 40 = 37.5 < 50
     assert [v for *_, v in got] == ["met", "not met", "met", "not met"]
@@ -196,12 +214,12 @@ def test_the_annotators_regime_is_judged_from_records():
 
 def test_readme_per_table_lines_count_every_claim_once():
     rows = claims.ledger(R.read(COMMITTED), "mini")
-    lines = claims.per_table(rows)
-    assert lines[0].startswith("| paper | claims |") and len(lines) == 2 + len({c.ref for c in CLAIMS})
+    lines = ledger.per_table(rows)
+    assert lines[0].startswith("| paper | rows |") and len(lines) == 2 + len({c.ref for c in CLAIMS})
     total = 0
     for line in lines[2:]:
         cells = [c.strip() for c in line.strip("|").split("|")]
-        n, groups = int(cells[1]), [0 if c == "·" else int(c) for c in cells[2:-1]]
+        n, groups = int(cells[1]), [0 if c == "·" else int(c) for c in cells[2:-2]]
         assert sum(groups) == n, line  # every claim of the table lands in exactly one group
         total += n
-    assert total == len(CLAIMS)
+    assert total == len(CLAIMS) + len(claims.FAMILIES)

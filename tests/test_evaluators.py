@@ -14,6 +14,7 @@ from PIL import Image
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, top_k_accuracy_score
 
 from relabel import evaluators as E
+from relabel import outcomes
 from relabel.checkpoint import save_model
 from relabel.data import ensure_world
 from relabel.data.readers import read_shankar
@@ -344,6 +345,17 @@ def test_every_evaluator_runs_on_the_small_world(world):
     assert set(res["imagenet-c"].metrics["acc"]) == {"gaussian_noise", "fog", "glass_blur"}
     assert res["fgsm"].params["fgsm_epsilon"] == pytest.approx(8 / 255)
     assert "bg_gap" in res["bgc"].metrics and "acc_only_bg_t" in res["bgc"].metrics
+    # per-image outcomes (issue 25): every metric a claim reads that is a mean over images carries them, and they
+    # average to the metric; one image set per test set (val, ReaL, Shankar and FGSM score val's images)
+    want = {"val": "top1", "v2-top-images": "top1", "v2-matched-frequency": "top1", "v2-threshold0.7": "top1",
+            "real": "top1", "shankar": "top1", "fgsm": "top1", "imagenet-a": "top1", "imagenet-c": "mean_acc"}
+    for name, metric in want.items():
+        entry = res[name].outcomes[metric]
+        got = outcomes.decode(entry)
+        assert got.size == (4 if name == "imagenet-c" else res[name].dataset["size"]), name
+        assert 100 * got.mean() == pytest.approx(res[name].metrics[metric], abs=1e-9), name
+    assert res["imagenet-c"].outcomes["mean_acc"]["den"] == 6  # 3 corruptions × 2 severities per image
+    assert res["val"].outcomes["top1"]["ids"] == res["fgsm"].outcomes["top1"]["ids"]
 
 
 def test_imagenet_a_masks_to_the_subset_on_the_world(world):

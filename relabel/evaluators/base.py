@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
+from relabel import outcomes as O
 from relabel.data.readers import IMAGE_EXTENSIONS, list_class_folders
 from relabel.metrics import CORRUPTIONS, SEVERITIES
 from relabel.evaluators.roots import LAYOUTS, DataRoots
@@ -34,6 +35,8 @@ class EvalResult:
     metrics: dict
     dataset: dict  # at least name, split, size
     params: dict  # evaluation protocol; keys are prefixed (eval_*, fgsm_*, c_*, bgc_*) to sit beside a train config
+    # metric name -> its per-image outcomes (relabel.outcomes.encode), for the metrics that are a mean over images
+    outcomes: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,16 @@ class EvalContext:
     def dataset(self, benchmark: str, split: str, size: int, root: Path | None, **kw) -> dict:
         return {"name": benchmark, "split": split, "size": int(size), "source": self.roots.name,
                 "root": str(root) if root is not None else None, **kw}
+
+
+def hits_entry(hits, paths, root: Path | None, metric_value: float, den: int = 1) -> dict:
+    """The outcomes entry of a metric that is 100 · mean(hits / den) over `paths` (identified relative to `root`,
+    so the same test set elsewhere on disk pairs with this one)."""
+    def rel(p) -> str:
+        p = Path(p)
+        return p.relative_to(root).as_posix() if root is not None and p.is_relative_to(root) else p.name
+    counts = torch.as_tensor(hits).to(torch.int64).cpu().numpy()
+    return O.encode(counts, den, O.ids_hash(rel(p) for p in paths), metric_value)
 
 
 def require(path: Path | None, what: str, layout_key: str, roots: DataRoots, is_file: bool = False) -> Path:

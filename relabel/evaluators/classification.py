@@ -5,9 +5,11 @@ ReaL and Shankar re-score the val logits against multi-label sets, so val is pre
 """
 from __future__ import annotations
 
-from relabel.data.readers import list_int_folders, read_real_labels, read_shankar
+import torch
+
+from relabel.data.readers import list_int_folders, read_real_labels, read_shankar, val_index
 from relabel.metrics import predict, real_accuracy, shankar_accuracy, topk_accuracy
-from relabel.evaluators.base import EvalContext, EvalError, EvalResult, PathSet, class_folder_samples
+from relabel.evaluators.base import EvalContext, EvalError, EvalResult, PathSet, class_folder_samples, hits_entry
 
 
 def val_samples(ctx: EvalContext) -> tuple[list, list[int]]:
@@ -31,10 +33,20 @@ def val_logits(ctx: EvalContext):
     return ctx.cache[key]
 
 
+def top1(logits) -> torch.Tensor:
+    """The top-1 prediction as topk_accuracy ranks it (ties broken as topk does, which argmax may not)."""
+    return logits.topk(1, dim=1).indices[:, 0]
+
+
+def top1_hits(logits, labels) -> torch.Tensor:
+    return top1(logits) == torch.as_tensor(labels)
+
+
 def evaluate_val(ctx: EvalContext) -> EvalResult:
     paths, labels, logits = val_logits(ctx)
-    return EvalResult(topk_accuracy(logits, labels), ctx.dataset("imagenet-val", "val", len(paths), ctx.roots.val),
-                      ctx.base_params())
+    metrics = topk_accuracy(logits, labels)
+    return EvalResult(metrics, ctx.dataset("imagenet-val", "val", len(paths), ctx.roots.val), ctx.base_params(),
+                      {"top1": hits_entry(top1_hits(logits, labels), paths, ctx.roots.val, metrics["top1"])})
 
 
 def v2_evaluator(variant: str):
@@ -47,10 +59,13 @@ def v2_evaluator(variant: str):
         if bad:
             raise EvalError(f"ImageNetV2 {variant} folder {root} has class folders {bad[:3]} outside "
                             f"0..{ctx.num_classes - 1}; is it the right scale?")
-        logits = predict(ctx.model, PathSet([p for p, _ in samples], ctx.transform()), ctx.batch_size,
-                         ctx.workers, ctx.device, desc=f"v2-{variant}", progress=ctx.progress)
-        return EvalResult(topk_accuracy(logits, [y for _, y in samples]),
-                          ctx.dataset(f"imagenetv2-{variant}", "test", len(samples), root), ctx.base_params())
+        paths, labels = [p for p, _ in samples], [y for _, y in samples]
+        logits = predict(ctx.model, PathSet(paths, ctx.transform()), ctx.batch_size, ctx.workers, ctx.device,
+                         desc=f"v2-{variant}", progress=ctx.progress)
+        metrics = topk_accuracy(logits, labels)
+        return EvalResult(metrics, ctx.dataset(f"imagenetv2-{variant}", "test", len(samples), root),
+                          ctx.base_params(),
+                          {"top1": hits_entry(top1_hits(logits, labels), paths, root, metrics["top1"])})
     evaluate_v2.__doc__ = f"ImageNetV2 {variant}: top-1/top-5 with label = int(folder name)."
     return evaluate_v2
 
@@ -59,21 +74,31 @@ def evaluate_real(ctx: EvalContext) -> EvalResult:
     path = ctx.require(ctx.roots.real_json, "ImageNet-ReaL label", "real", is_file=True)
     paths, _, logits = val_logits(ctx)
     try:
-        metrics = real_accuracy(logits, paths, read_real_labels(path))
+        real = read_real_labels(path)
+        metrics = real_accuracy(logits, paths, real)
     except ValueError as e:
         raise EvalError(f"ReaL labels {path}: {e}") from None
+    pred = top1(logits).tolist()
+    scored = [(p, y in real[val_index(p)]) for p, y in zip(paths, pred) if real[val_index(p)]]
     return EvalResult(metrics, ctx.dataset("imagenet-real", "val", metrics["n_scored"], ctx.roots.val,
-                                           labels=str(path)), ctx.base_params())
+                                           labels=str(path)), ctx.base_params(),
+                      {"top1": hits_entry([h for _, h in scored], [p for p, _ in scored], ctx.roots.val,
+                                          metrics["top1"])})
 
 
 def evaluate_shankar(ctx: EvalContext) -> EvalResult:
     path = ctx.require(ctx.roots.shankar_json, "Shankar et al. label", "shankar", is_file=True)
     paths, labels, logits = val_logits(ctx)
     try:
-        metrics = shankar_accuracy(logits, paths, labels, read_shankar(path, list(ctx.roots.classes)))
+        ann = read_shankar(path, list(ctx.roots.classes))
+        metrics = shankar_accuracy(logits, paths, labels, ann)
     except ValueError as e:
         raise EvalError(f"Shankar et al. labels {path}: {e}") from None
+    scored = [(p, y in ann.correct[i]) for p, y in zip(paths, logits.argmax(1).tolist())
+              for i in (val_index(p),) if i in ann.correct and i not in ann.problematic]
+    outcomes = {"top1": hits_entry([h for _, h in scored], [p for p, _ in scored], ctx.roots.val, metrics["top1"])}
     return EvalResult(metrics, ctx.dataset("shankar-multilabel", "val", metrics["n_scored"], ctx.roots.val,
                                            labels=str(path)),
                       {**ctx.base_params(), "shankar_variants": "top1=(a) correct, plain mean; "
-                                                                "top1_unclear_classavg=(b) correct|unclear, class mean"})
+                                                                "top1_unclear_classavg=(b) correct|unclear, class mean"},
+                      outcomes)

@@ -225,7 +225,7 @@ def _run(args, suites, robustness) -> int:
             R.append(records_path, R.make_record(
                 experiment=experiment, evaluator=name, metrics=res.metrics, config={**config, **res.params},
                 scale=args.scale, seed=seed, dataset=res.dataset, wall_time_s=secs,
-                cells=(), extra={"checkpoint_meta": extra} if extra else None))
+                cells=(), extra={"checkpoint_meta": extra} if extra else None, outcomes=res.outcomes))
     print()
     print(summary_table(rows, f"Summary — {experiment} on {roots.name} ({args.scale}), metrics in %"))
     if not args.no_records:

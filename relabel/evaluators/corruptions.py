@@ -28,7 +28,7 @@ from torchvision import transforms as T
 from relabel.progress import bar as progress_bar
 
 from relabel.metrics import ALEXNET_ERR, SEVERITIES, corruption_summary, predict, topk_accuracy
-from relabel.evaluators.base import EvalContext, EvalError, EvalResult, PathSet, class_folder_samples
+from relabel.evaluators.base import EvalContext, EvalError, EvalResult, PathSet, class_folder_samples, hits_entry
 from relabel.evaluators.classification import val_samples
 from relabel.loader import IMAGENET_MEAN, IMAGENET_STD, _mix, load_rgb
 
@@ -146,7 +146,7 @@ def evaluate_imagenet_c(ctx: EvalContext) -> EvalResult:
     rendered = ctx.roots.imagenet_c
     n_images = (ctx.roots.imagenet_c_images if rendered is None else None) if o.c_images == "default" \
         else o.c_images
-    acc, sizes = {}, set()
+    acc, sizes, hits, hit_paths = {}, set(), None, None  # hits: per image, its corrupted copies classified right
     cells = [(c, s) for c in o.c_corruptions for s in o.c_severities]
     bar = progress_bar(iterable=cells, desc="imagenet-c", disable=not ctx.progress, leave=False)
     if rendered is None:
@@ -165,7 +165,10 @@ def evaluate_imagenet_c(ctx: EvalContext) -> EvalResult:
             logits = predict(ctx.model, CorruptedSet(crops, c, s, o.c_seed), ctx.batch_size, ctx.workers,
                              ctx.device, progress=False)
             acc.setdefault(c, {})[str(s)] = topk_accuracy(logits, labels, ks=(1,))["top1"]
+            cell_hits = (logits.topk(1, dim=1).indices[:, 0] == torch.as_tensor(labels)).to(torch.int64)
+            hits = cell_hits if hits is None else hits + cell_hits
         sizes.add(len(crops))
+        hit_paths = [paths[i] for i in keep]
         source = {"c_source": "generated on the fly from val (imagecorruptions)", "c_images": len(crops),
                   "c_subset": (f"first {len(crops)} of a seed-{o.c_seed} permutation of val"
                                if len(crops) < len(paths) else "all of val"), "c_seed": o.c_seed}
@@ -194,5 +197,8 @@ def evaluate_imagenet_c(ctx: EvalContext) -> EvalResult:
         metrics["mce_n_corruptions"] = len(summary["ce"])
     params = {**ctx.base_params(), **source, "c_corruptions": list(o.c_corruptions),
               "c_severities": list(o.c_severities), **mce_scope(o.c_corruptions, o.c_severities)}
+    # the unit of test-set noise is the image, not the copy: its outcome is the fraction of its copies right
+    outcomes = {} if hits is None else {
+        "mean_acc": hits_entry(hits, hit_paths, ctx.roots.val, metrics["mean_acc"], den=len(cells))}
     return EvalResult(metrics, ctx.dataset("imagenet-c", "val", max(sizes) * len(cells), root,
-                                           images_per_cell=max(sizes)), params)
+                                           images_per_cell=max(sizes)), params, outcomes)

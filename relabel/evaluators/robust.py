@@ -20,7 +20,7 @@ from relabel.progress import bar as progress_bar
 
 from relabel.data.readers import read_fg_mask, read_imagenet_a, read_in9, read_in_to_in9
 from relabel.metrics import Normalized, coarse_predictions, fgsm, predict, subset_accuracy
-from relabel.evaluators.base import EvalContext, EvalError, EvalResult, PathSet, normalize_tensor
+from relabel.evaluators.base import EvalContext, EvalError, EvalResult, PathSet, hits_entry, normalize_tensor
 from relabel.evaluators.classification import val_samples
 from relabel.loader import IMAGENET_MEAN, IMAGENET_STD, load_rgb
 
@@ -48,7 +48,8 @@ def evaluate_fgsm(ctx: EvalContext) -> EvalResult:
     metrics = {"top1": 100.0 * adv.double().mean().item(), "clean_top1": 100.0 * clean.double().mean().item()}
     return EvalResult(metrics, ctx.dataset("imagenet-val", "val", len(paths), ctx.roots.val),
                       {**ctx.base_params(), "eval_amp": "fp32", "fgsm_epsilon": eps,
-                       "fgsm_space": "[0,1] pixels after the eval transform; normalisation inside the model"})
+                       "fgsm_space": "[0,1] pixels after the eval transform; normalisation inside the model"},
+                      {"top1": hits_entry(adv, paths, ctx.roots.val, metrics["top1"])})
 
 
 def evaluate_imagenet_a(ctx: EvalContext) -> EvalResult:
@@ -69,11 +70,14 @@ def evaluate_imagenet_a(ctx: EvalContext) -> EvalResult:
     labels = [y for _, y in samples]
     logits = predict(ctx.model, PathSet([p for p, _ in samples], ctx.transform()), ctx.batch_size, ctx.workers,
                      ctx.device, desc="imagenet-a", progress=ctx.progress)
+    idx = torch.as_tensor(list(indices))
+    hits = idx[logits[:, idx].argmax(1)] == torch.as_tensor(labels)  # subset_accuracy's rule, per image
     metrics = {"top1": subset_accuracy(logits, labels, indices),
                "top1_all_classes": 100.0 * (logits.argmax(1) == torch.as_tensor(labels)).double().mean().item(),
                "n_subset_classes": len(indices)}
     return EvalResult(metrics, ctx.dataset("imagenet-a", "test", len(samples), root),
-                      {**ctx.base_params(), "a_logit_mask": f"{len(indices)} subset classes"})
+                      {**ctx.base_params(), "a_logit_mask": f"{len(indices)} subset classes"},
+                      {"top1": hits_entry(hits, [p for p, _ in samples], root, metrics["top1"])})
 
 
 def _uint8_chw(path, size=None) -> torch.Tensor:

@@ -3,8 +3,9 @@
     python -m results.pilots.verdicts P1     # or P2
 
 Criterion 1 (speed) is the pilot's `<name>_speed.json`, a wall-clock measurement (no record holds training time);
-criteria 2-3 are judged by results.claims.judge on the pilot's records (seeds 0-2) beside the committed records;
-criterion 4 by results.claims.regime on the committed annotator records with the pilot's ResNet-50 rows in place of
+criteria 2-3 are judged by results.claims.judge_2se (the rule the pilots' criteria were written with, before
+docs/statistics.md) on the pilot's records (seeds 0-2) beside the committed records;
+criterion 4 by results.ledger.regime on the committed annotator records with the pilot's ResNet-50 rows in place of
 the committed ones.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from relabel import records as R
 from results import claims as C
+from results import ledger as L
 from results import render, tables
 from results.demo import ORACLE_CLAIM
 from results.publish import published_records_path
@@ -37,12 +39,12 @@ def verdicts(name: str) -> list[str]:
         table = claim.a.split("/")[0]
         p = {table: render.compute(tables.get(table), pilot, "mini", SEEDS)}
         c = {table: render.compute(tables.get(table), committed, "mini", SEEDS)}
-        rp, rc = (C.judge(claim, C._cell(x, claim.a), C._cell(x, claim.b)) for x in (p, c))
-        out.append(f"{i}. {claim.text}: {name} {C.ours_text(rp)} (n={rp.n}) {rp.verdict}; committed recipe "
-                   f"{C.ours_text(rc)} (n={rc.n}) {rc.verdict}")
+        rp, rc = (C.judge_2se(claim, C._cell(x, claim.a), C._cell(x, claim.b)) for x in (p, c))
+        out.append(f"{i}. {claim.text}: {name} {L.ours_text(rp)} (n={rp.n}) {rp.verdict}; committed recipe "
+                   f"{L.ours_text(rc)} (n={rc.n}) {rc.verdict}")
     mixed = [r for r in committed if not r["experiment"].startswith("pretrain/resnet50/")] + pilot
     out += [f"4. regime: {crit.split('. ', 1)[1]}: {measured} -> {verdict}"
-            for crit, measured, verdict in C.regime(mixed) if crit.startswith("1.")]
+            for crit, measured, verdict in L.regime(mixed) if crit.startswith("1.")]
     return out
 
 
