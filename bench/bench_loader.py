@@ -18,8 +18,10 @@ the Table 3 full-scale recipe (RandomResizedCrop 224, flip 0.5, colour jitter 0.
 * through a torch DataLoader at 1..N workers: timm's `create_loader` (normalising in the workers; and with its
   prefetcher's 8-bit collate, normalising in the consuming process) and this project's pipelines.
 
-A DataLoader rate is the whole pass (worker start-up included) over the images; per worker = rate / workers. The
-load average before and after is recorded: other processes on the machine lower every rate.
+A DataLoader rate is the whole pass (worker start-up included) over the images; per worker = rate / workers. Beside
+each wall-clock rate, images per CPU-second (this process and its joined workers; for the DataLoader, the main
+process's share included): on a machine shared with other work the wall rates fall, the CPU-second rates much less.
+The load average before and after is recorded.
 """
 from __future__ import annotations
 
@@ -192,10 +194,24 @@ class _Collate:
 
 # --- timing -------------------------------------------------------------------------------------------------------
 
-def _rate(fn, n: int) -> float:
-    t = time.perf_counter()
+def _cpu_s() -> float:
+    """CPU seconds of this process and of its finished children (joined DataLoader workers)."""
+    import resource
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + c.ru_utime + c.ru_stime
+
+
+def _rate(fn, n: int, cpu: dict | None = None, key=None) -> float:
+    """Images/s of wall time; with `cpu`, also images per CPU-second (all processes, workers joined) into cpu[key]:
+    the per-core rate that other load on a shared machine does not lower."""
+    t, c = time.perf_counter(), _cpu_s()
     fn()
-    return n / (time.perf_counter() - t)
+    wall = time.perf_counter() - t
+    if cpu is not None:
+        import gc
+        gc.collect()  # a finished loader's iterator: its workers are joined, so their CPU time is counted
+        cpu[key] = n / max(_cpu_s() - c, 1e-9)
+    return n / wall
 
 
 def _batches(n: int) -> list[list[int]]:
@@ -245,16 +261,18 @@ def main(argv=None) -> int:
     files = [data / "images" / p for p in paths]
     kb = float(np.mean([f.stat().st_size for f in files]) / 1e3)
     load_before = os.getloadavg()
-    ims_in_process, ims_loader, finish_ms = {}, {}, {}
+    ims_in_process, ims_loader, finish_ms, cpu_in, cpu_loader = {}, {}, {}, {}, {}
 
     def report(kind, name, value, extra=""):
-        print(f"{kind:<12} {name:<46} {value:8.1f} images/s{extra}", flush=True)
+        per_cpu = (cpu_in if kind == "in-process" else cpu_loader).get(name if kind == "in-process" else (name, kind))
+        print(f"{kind:<12} {name:<46} {value:8.1f} images/s ({per_cpu:.1f} per CPU-second){extra}", flush=True)
 
-    ims_in_process["decode (PIL)"] = _rate(lambda: [load_rgb(f) for f in files], n)
+    ims_in_process["decode (PIL)"] = _rate(lambda: [load_rgb(f) for f in files], n, cpu_in, "decode (PIL)")
     report("in-process", "decode (PIL)", ims_in_process["decode (PIL)"])
     tt = create_transform(SIZE, is_training=True, scale=(0.08, 1.0), hflip=0.5, color_jitter=JITTER,
                           interpolation="bilinear", mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    ims_in_process["timm create_transform"] = _rate(lambda: [tt(load_rgb(f)) for f in files], n)
+    ims_in_process["timm create_transform"] = _rate(lambda: [tt(load_rgb(f)) for f in files], n, cpu_in,
+                                                    "timm create_transform")
     report("in-process", "timm create_transform", ims_in_process["timm create_transform"])
 
     samples = [Sample(p, i % 100) for i, p in enumerate(paths)]
@@ -269,7 +287,7 @@ def main(argv=None) -> int:
     batches = _batches(n)
     seen = len(batches) * BATCH
     for name, (item_ds, collate) in variants.items():
-        ims_in_process[name] = _rate(lambda: [collate([item_ds[i] for i in b]) for b in batches], seen)
+        ims_in_process[name] = _rate(lambda: [collate([item_ds[i] for i in b]) for b in batches], seen, cpu_in, name)
         report("in-process", name, ims_in_process[name])
     # the CPU price of `finish` per image, were it run on this CPU: the old batch-wide passes and the current ones
     if {"legacy", "loader"} & set(a.pipeline):
@@ -293,14 +311,16 @@ def main(argv=None) -> int:
             if init is not None:  # after timm's own worker seeding
                 dl = loader.loader if prefetch else loader
                 dl.worker_init_fn = functools.partial(_chain_init, dl.worker_init_fn)
-            r = _rate(lambda: [None for _ in loader], len(loader) * BATCH)
-            ims_loader.setdefault(name, {})[w] = {"images_s": r, "per_worker": r / w}
+            r = _rate(lambda: [None for _ in loader], len(loader) * BATCH, cpu_loader, (name, f"loader w={w}"))
+            ims_loader.setdefault(name, {})[w] = {"images_s": r, "per_worker": r / w,
+                                                  "per_cpu_s": cpu_loader[(name, f"loader w={w}")]}
             report(f"loader w={w}", name, r, f"  ({r / w:.1f} per worker)")
         for name, (item_ds, collate) in variants.items():
             loader = torch.utils.data.DataLoader(item_ds, batch_size=BATCH, num_workers=w, collate_fn=collate,
                                                  drop_last=True, worker_init_fn=init)
-            r = _rate(lambda: [None for _ in loader], seen)
-            ims_loader.setdefault(name, {})[w] = {"images_s": r, "per_worker": r / w}
+            r = _rate(lambda: [None for _ in loader], seen, cpu_loader, (name, f"loader w={w}"))
+            ims_loader.setdefault(name, {})[w] = {"images_s": r, "per_worker": r / w,
+                                                  "per_cpu_s": cpu_loader[(name, f"loader w={w}")]}
             report(f"loader w={w}", name, r, f"  ({r / w:.1f} per worker)")
 
     git = git_state()
@@ -315,7 +335,7 @@ def main(argv=None) -> int:
         "images": n, "mean_kb": kb, "mean_pixels": float(np.mean([Image.open(f).size[0] * Image.open(f).size[1]
                                                                      for f in files[:500]])),
         "batch": BATCH, "input_size": SIZE,
-        "in_process_images_s": ims_in_process, "dataloader": ims_loader, "finish_cpu_ms_per_image": finish_ms,
+        "in_process_images_s": ims_in_process, "in_process_images_per_cpu_s": cpu_in, "dataloader": ims_loader, "finish_cpu_ms_per_image": finish_ms,
     }
     dest = Path(a.out or Path(__file__).parent / "measured" / f"{out['date']}_bench_loader.json")
     dest.parent.mkdir(parents=True, exist_ok=True)
