@@ -28,7 +28,7 @@ def training_cost(res, student_gflops: float, teacher_gflops: float = 0.0, annot
     annotation job a ReLabel row's store took) and multiply-adds (G) spent producing labels — a teacher forward
     per training image for KD, one annotator forward per annotated image for ReLabel. Training the teacher or
     annotator is not counted (the paper takes both pretrained). `res`: the trainer's result (`wall_s`,
-    `images_seen`, `teacher_forwards`, as relabel.train.TrainResult holds them)."""
+    `images_seen`, `teacher_forwards`, `data_wait_fraction`, as relabel.train.TrainResult holds them)."""
     teacher_total = res.teacher_forwards * teacher_gflops
     annotation_total = annotated * annotator_gflops
     return {"wall_s": res.wall_s + annotation_s, "train_wall_s": res.wall_s, "annotation_wall_s": annotation_s,
@@ -36,4 +36,6 @@ def training_cost(res, student_gflops: float, teacher_gflops: float = 0.0, annot
             "teacher_gflops": teacher_total, "annotation_images": annotated, "annotation_gflops": annotation_total,
             "label_gflops": teacher_total + annotation_total,
             "student_gflops": 3.0 * res.images_seen * student_gflops,  # forward + backward ≈ 3 forwards
-            "total_gflops": 3.0 * res.images_seen * student_gflops + teacher_total + annotation_total}
+            "total_gflops": 3.0 * res.images_seen * student_gflops + teacher_total + annotation_total,
+            # of the training wall time, the share the loop waited for the input pipeline (relabel.train)
+            "data_wait_fraction": res.data_wait_fraction}

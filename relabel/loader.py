@@ -19,8 +19,8 @@ from torch.utils.data import Dataset, Sampler, default_collate
 from torchvision import transforms as T
 
 from relabel.configs import ConfigError
-from relabel.transforms import (BatchedColorJitterNormalize, ComposeWithBox, RandomHorizontalFlipWithBox,
-                               RandomResizedCropWithBox)
+from relabel.transforms import (BatchedColorJitterNormalize, ComposeWithBox, Pending, RandomHorizontalFlipWithBox,
+                               RandomResizedCropWithBox, collate_pending)
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -32,8 +32,10 @@ class Sample:
 
 
 def load_rgb(path: str | os.PathLike) -> Image.Image:
+    """The decoded image in RGB; an RGB file (most JPEGs) as decoded, without `convert`'s copy of every pixel."""
     with Image.open(path) as im:
-        return im.convert("RGB")
+        im.load()
+        return im if im.mode == "RGB" else im.convert("RGB")
 
 
 def train_transform(size: int, scale=(0.08, 1.0), color_jitter: float = 0.4, hflip: float = 0.5,
@@ -56,11 +58,18 @@ def train_transform(size: int, scale=(0.08, 1.0), color_jitter: float = 0.4, hfl
     return ComposeWithBox(ts + [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
-def collate_train(samples: list, transform=None):
-    """`default_collate` of TrainSet items, then the batched stages of their transform (if it has any)."""
-    x, *rest = default_collate(samples)
-    finish = getattr(transform, "finish_batch", None)
-    return (finish(x) if finish is not None else x, *rest)
+def collate_train(samples: list, transform=None, finish: bool = True):
+    """TrainSet items as a batch: images still `Pending` (the batched jitter of `train_transform`) are stacked as
+    8-bit pixels with their jitter draws (`collate_pending`), everything else by `default_collate`; then the
+    batched stages of their transform run here, unless `finish=False`, which leaves the batch `Pending` for the
+    trainer to finish on the training device after the copy (`relabel.train.train`'s `finish_on`)."""
+    if isinstance(samples[0][0], Pending):
+        x = collate_pending([s[0] for s in samples])
+        rest = default_collate([s[1:] for s in samples])
+    else:
+        x, *rest = default_collate(samples)
+    fin = getattr(transform, "finish_batch", None)
+    return (fin(x) if finish and fin is not None else x, *rest)
 
 
 def eval_transform(size: int, crop_ratio: float = 0.875) -> T.Compose:

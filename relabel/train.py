@@ -41,6 +41,7 @@ from relabel.dist import DistInfo, init_distributed
 from relabel.launch import set_aside
 from relabel.records import config_hash
 from relabel.loader import ResumableSampler, TrainSet, _mix, collate_train, train_transform
+from relabel.transforms import Pending
 from relabel.pooling import relabel_target
 
 LABEL_SOURCES = ("onehot", "relabel", "kd", "multihot")
@@ -242,13 +243,15 @@ class LabelPoolingCollate:
     (bench/bench_pooling.py).
     """
 
-    def __init__(self, store, num_classes: int, variant: str, official: bool = False, transform=None):
+    def __init__(self, store, num_classes: int, variant: str, official: bool = False, transform=None,
+                 finish: bool = True):
         self.store, self.num_classes, self.variant, self.official = store, num_classes, variant, official
         self.rule = POOLED_TARGET_RULES.get(variant)  # a registered rule (e.g. multi-label BCE targets), if any
-        self.transform = transform  # the items' transform, whose batched stages run here (collate_train)
+        self.transform = transform  # the items' transform, whose batched stages run here (collate_train) ...
+        self.finish = finish  # ... unless False: the trainer finishes the 8-bit batch on the training device
 
     def __call__(self, samples):
-        x, boxes, flips, labels, rows = collate_train(samples, self.transform)
+        x, boxes, flips, labels, rows = collate_train(samples, self.transform, self.finish)
         scores, indices = self.store.read_batch(rows.numpy())
         if self.rule is not None:
             target = self.rule(scores, indices, boxes, self.num_classes, flips=flips, labels=labels)
@@ -378,16 +381,40 @@ class TrainResult:
     wall_s: float  # training time of this run, summed over resumptions
     images_seen: int
     teacher_forwards: int
+    data_wait_s: float = 0.0  # of wall_s, the time the loop waited for the loader's next batch (over resumptions)
+
+    @property
+    def data_wait_fraction(self) -> float:
+        return self.data_wait_s / self.wall_s if self.wall_s > 0 else 0.0
+
+
+FINISH_ON = ("auto", "loader", "device")
+DATA_WAIT_WARN = 0.10  # a logging interval whose data wait exceeds this fraction of its steps warns (once a run)
+
+
+def finish_on_device(finish_on: str, device: torch.device) -> bool:
+    """Where the batched colour jitter + normalisation (`BatchedColorJitterNormalize.finish`) runs: 'device' on the
+    training device after the 8-bit batch is copied there, 'loader' in the collate (the loader workers, or in-process
+    with workers=0). 'auto': the device on a GPU (where the float passes are free and the copy carries 1 byte a
+    pixel, not 4), the loader on a CPU (bench/bench_loader.py: the workers run it beside the step instead of the
+    main process after it). The result is the same either way (tests/test_transforms.py), so this is no recipe
+    field and enters no config hash."""
+    if finish_on not in FINISH_ON:
+        raise ConfigError(f"finish_on must be one of {', '.join(FINISH_ON)}, got '{finish_on}'")
+    return finish_on == "device" or (finish_on == "auto" and device.type != "cpu")
 
 
 def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, store=None,
           teacher: nn.Module | None = None, teacher_input_size: int | None = None, workers: int = 0,
-          device: torch.device | None = None, progress: bool = True, init: dict | None = None) -> TrainResult:
+          device: torch.device | None = None, progress: bool = True, init: dict | None = None,
+          finish_on: str = "auto") -> TrainResult:
     """Trains (or resumes, or returns the finished model of) one run whose checkpoints live in `workdir`.
 
     `store` is an opened LabelMapStore whose rows are `train_set.rows` (label='relabel'); `teacher` a model in
     eval mode (label='kd'), fed the crop resized to `teacher_input_size`. `init` is a state dict to start from
-    (fine-tuning a pretrained backbone): its classifier is dropped when the class count differs.
+    (fine-tuning a pretrained backbone): its classifier is dropped when the class count differs. `finish_on`:
+    where the batched colour jitter runs (`finish_on_device`). The progress line shows the loader's wait and the
+    step time per logging interval; the result carries the run's `data_wait_fraction`.
     """
     if cfg.label == "relabel" and store is None:
         raise ValueError("label='relabel' needs a label-map store (store=...)")
@@ -413,7 +440,8 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
     scheduler = CosineLRScheduler(optimizer, t_initial=total, lr_min=cfg.min_lr,
                                   warmup_t=round(cfg.warmup_epochs * spe), warmup_lr_init=cfg.lr * 1e-3,
                                   warmup_prefix=True, t_in_epochs=False)
-    step, wall, teacher_fw = 0, 0.0, 0
+    on_device = finish_on_device(finish_on, device)
+    step, wall, teacher_fw, data_wait = 0, 0.0, 0, 0.0
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=True)
         if state["config"] != cfg.to_dict():
@@ -422,9 +450,10 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, wall, teacher_fw = state["step"], state["wall_s"], state["teacher_forwards"]
+        data_wait = state.get("data_wait_s", 0.0)  # checkpoints before issue 27 did not count it
         _set_rng_state(state["rng"])
     if step >= total:
-        return TrainResult(model.eval(), step, wall, step * cfg.batch_size, teacher_fw)
+        return TrainResult(model.eval(), step, wall, step * cfg.batch_size, teacher_fw, data_wait)
 
     ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda"
                                                     else None) if info.world > 1 else model
@@ -436,10 +465,13 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
     bar = progress_bar(total=total, initial=step, disable=not (progress and info.main), unit="step",
                desc=f"train {cfg.model} [{cfg.label}{'/' + cfg.relabel_variant if cfg.label == 'relabel' else ''}]")
     transform = getattr(train_set, "transform", None)
-    collate = (LabelPoolingCollate(store, cfg.num_classes, cfg.relabel_variant, cfg.official_pooling, transform)
-               if cfg.label == "relabel" else functools.partial(collate_train, transform=transform))
+    collate = (LabelPoolingCollate(store, cfg.num_classes, cfg.relabel_variant, cfg.official_pooling, transform,
+                                   finish=not on_device)
+               if cfg.label == "relabel" else functools.partial(collate_train, transform=transform,
+                                                                finish=not on_device))
     model.train()
     t_start = time.time()
+    waits = _DataWait(workers)
     while step < total:
         epoch, start = divmod(step, spe)
         sampler.set_position(epoch, start)
@@ -451,9 +483,13 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
         batches = iter(loader)  # draws the loader's base seed from the global RNG
         if start:  # resumed mid-epoch: an uninterrupted run drew it at the epoch's start, before the checkpoint
             torch.set_rng_state(rng)  # saved this state, so the dropout masks that follow stay the same
-        for x, _boxes, _flips, labels, _rows, *pooled in batches:
+        for x, _boxes, _flips, labels, _rows, *pooled in waits.timed(batches):
             scheduler.step_update(step)
-            x, labels = x.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            if isinstance(x, Pending):  # the 8-bit batch (pinned on a GPU run): finished here, on the device
+                x = transform.finish_batch(x._replace(pixels=x.pixels.to(device, non_blocking=True)))
+            else:
+                x = x.to(device, non_blocking=True)
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.no_grad():
                 if cfg.label == "onehot":
@@ -487,18 +523,72 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
             bar.update(1)
             if step % 10 == 0 or step == total:
                 rate = bar.format_dict["rate"] or 0.0
+                wait_ms, step_ms = waits.interval()
                 bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.3g}",
-                                img_s=f"{rate * cfg.batch_size:.0f}", refresh=False)
+                                img_s=f"{rate * cfg.batch_size:.0f}", data_ms=f"{wait_ms:.0f}",
+                                step_ms=f"{step_ms:.0f}", refresh=False)
+                if info.main and waits.warn(wait_ms, step_ms):
+                    bar.write(waits.warning(wait_ms, step_ms))
             if step % cfg.ckpt_every == 0 or step == total:
                 if info.main:
                     _save(ckpt_path, {"config": cfg.to_dict(), "model": model.state_dict(),
                                       "optimizer": optimizer.state_dict(), "step": step,
                                       "wall_s": wall + time.time() - t_start, "teacher_forwards": teacher_fw,
-                                      "rng": _rng_state()})
+                                      "data_wait_s": data_wait + waits.total_s, "rng": _rng_state()})
                 if info.world > 1:
                     dist.barrier()
             if step >= total:
                 break
     bar.close()
     wall += time.time() - t_start
-    return TrainResult(model.eval(), step, wall, step * cfg.batch_size, teacher_fw)
+    return TrainResult(model.eval(), step, wall, step * cfg.batch_size, teacher_fw, data_wait + waits.total_s)
+
+
+class _DataWait:
+    """How long the training loop waits for the loader: per batch, the time `next()` blocks (the data wait) and
+    the time from one batch's request to the next (the step, data wait included), summed per logging interval
+    and over the run. The first interval (worker start-up) never warns; a later one whose wait exceeds
+    DATA_WAIT_WARN of its step time warns once a run."""
+
+    def __init__(self, workers: int):
+        self.workers, self.total_s = workers, 0.0
+        self._wait = self._step = 0.0
+        self._n, self._intervals, self._warned = 0, 0, False
+
+    def timed(self, batches):
+        it, last, wait = iter(batches), None, 0.0
+        while True:
+            t0 = time.perf_counter()
+            if last is not None:  # the previous step is over: its wait and its whole time count together
+                self._step += t0 - last
+                self._wait += wait
+                self._n += 1
+            try:
+                b = next(it)
+            except StopIteration:
+                return
+            wait, last = time.perf_counter() - t0, t0
+            self.total_s += wait
+            yield b
+
+    def interval(self) -> tuple[float, float]:
+        """(data wait, step time) in ms per step since the last call; the current step counts in the next."""
+        n = max(self._n, 1)
+        out = (1000.0 * self._wait / n, 1000.0 * self._step / n) if self._n else (0.0, 0.0)
+        self._wait = self._step = 0.0
+        self._n = 0
+        self._intervals += 1
+        return out
+
+    def warn(self, wait_ms: float, step_ms: float) -> bool:
+        if self._warned or self._intervals < 2 or step_ms <= 0 or wait_ms <= DATA_WAIT_WARN * step_ms:
+            return False
+        self._warned = True
+        return True
+
+    def warning(self, wait_ms: float, step_ms: float) -> str:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return (f"warning: the input pipeline holds the training back: {wait_ms:.0f} ms of each {step_ms:.0f} ms "
+                f"step ({100 * wait_ms / step_ms:.0f}%) waiting for data, with {self.workers} loader workers on "
+                f"{cores} cores{' (loading in the training process)' if not self.workers else ''}; more loader workers "
+                "(--set workers=N) on free cores would feed it faster")

@@ -151,3 +151,35 @@ def test_sampler_resume_and_ranks_partition_the_batch():
 def test_unknown_config_option_is_an_error():
     with pytest.raises(ValueError, match="unknown TrainConfig option"):
         TR.TrainConfig().replace(learning_rate=0.1)
+
+
+def test_finish_on_the_device_trains_the_same_model_and_the_wait_is_reported(tmp_path, capsys):
+    """finish_on='device' (the 8-bit batch finished in the trainer after the copy, the GPU path) and 'loader' (in the
+    collate) train bit-identical models: where `finish` runs enters no recipe; the result carries the data wait."""
+    samples = _folder(tmp_path / "data", n=16)
+    cfg = TR.TrainConfig(**{**TINY, "color_jitter": 0.4, "hflip": 0.5})
+    states = []
+    for where in ("loader", "device"):
+        ds = TrainSet(tmp_path / "data", samples, TR.train_transform_for(cfg), seed=0)
+        res = TR.train(cfg, ds, tmp_path / where, progress=False, finish_on=where)
+        states.append(res.model.state_dict())
+        assert 0.0 < res.data_wait_fraction < 1.0 and res.data_wait_s > 0
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    with pytest.raises(TR.ConfigError, match="finish_on must be one of auto, loader, device, got 'gpu'"):
+        TR.finish_on_device("gpu", torch.device("cpu"))
+    assert TR.finish_on_device("auto", torch.device("cuda")) and not TR.finish_on_device("auto", torch.device("cpu"))
+
+
+def test_a_loader_that_holds_the_step_back_warns_once(monkeypatch):
+    clock = iter(range(10**6))
+    monkeypatch.setattr(TR.time, "perf_counter", lambda: float(next(clock)))
+    waits = TR._DataWait(workers=3)
+    it = waits.timed(range(40))
+    msgs = []
+    for i, _ in enumerate(it):  # each next() takes 1 tick of wait; each step 2 ticks in all (1 waiting)
+        if i % 10 == 9:
+            wait_ms, step_ms = waits.interval()
+            assert (wait_ms, step_ms) == (1000.0, 2000.0)
+            if waits.warn(wait_ms, step_ms):
+                msgs.append(waits.warning(wait_ms, step_ms))
+    assert len(msgs) == 1 and "1000 ms of each 2000 ms step (50%)" in msgs[0] and "3 loader workers" in msgs[0]

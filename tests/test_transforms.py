@@ -133,3 +133,37 @@ def test_batched_colour_jitter_equals_torchvisions_per_image_pipeline(jitter):
     xb, boxes_b, _ = default_collate(items[1])
     xa = a.finish_batch(xa)
     assert torch.equal(boxes_a, boxes_b) and (xa - xb).abs().max() < 1e-5
+
+
+
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+@pytest.mark.parametrize("chunk_bytes", [1, 1 << 30])
+def test_finish_on_the_8bit_path_matches_the_per_image_pipeline(device, chunk_bytes, monkeypatch):
+    """The 8-bit collate (channels-last uint8 + jitter draws, collate_train(finish=False)) finished where the
+    trainer's finish_on puts it — on the training device after the copy, or on the CPU a few images at a time —
+    gives the per-image pipeline within the tolerance above, and on the CPU exactly the batch-wide finish."""
+    import numpy as np
+    from relabel.loader import collate_train, train_transform
+    from relabel.transforms import BatchedColorJitterNormalize, Pending
+    monkeypatch.setattr(BatchedColorJitterNormalize, "CPU_CHUNK_BYTES", chunk_bytes)  # 1: image by image
+    rng = np.random.default_rng(1)
+    imgs = [Image.fromarray(rng.integers(0, 256, (40 + i, 52, 3), dtype=np.uint8)) for i in range(12)]
+    imgs.append(Image.fromarray(np.full((40, 52, 3), 255, dtype=np.uint8)))
+    a, b = train_transform(32, color_jitter=0.4, hflip=0.5), train_transform(32, color_jitter=0.4, hflip=0.5,
+                                                                               batched=False)
+    items = []
+    for t in (a, b):
+        torch.manual_seed(3)
+        items.append([(*t(im), i, -1) for i, im in enumerate(imgs)])
+    pending, boxes_a, *_ = collate_train(items[0], a, finish=False)
+    assert isinstance(pending, Pending) and pending.pixels.dtype == torch.uint8
+    assert pending.pixels.is_contiguous(memory_format=torch.channels_last)
+    moved = pending._replace(pixels=pending.pixels.to(device))
+    got = a.finish_batch(moved)
+    assert got.device.type == device and got.dtype == torch.float32
+    xb, boxes_b, *_ = collate_train(items[1], b)
+    assert torch.equal(boxes_a, boxes_b) and (got.cpu() - xb).abs().max() < 1e-5
+    monkeypatch.setattr(BatchedColorJitterNormalize, "CPU_CHUNK_BYTES", 1 << 30)
+    batch_wide = a.finish_batch(Pending(pending.pixels.contiguous(), pending.order, pending.factors))
+    if device == "cpu":
+        assert torch.equal(got, batch_wide)

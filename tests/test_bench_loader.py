@@ -1,0 +1,32 @@
+"""`python -m bench.bench_loader` (issue 27): a tiny run makes its JPEGs and store, times every pipeline and writes
+one JSON with the CPU class, commit and load average; the images are deterministic."""
+import json
+
+import numpy as np
+
+from bench import bench_loader
+
+
+def test_quick_run_writes_every_rate(tmp_path, monkeypatch):
+    monkeypatch.setenv("RELABEL_RUNS", str(tmp_path / "runs"))
+    out = tmp_path / "loader.json"
+    assert bench_loader.main(["--quick", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["images"] == 64 and got["cpu_class"] and got["commit"] and len(got["load_avg_before"]) == 3
+    names = set(got["in_process_images_s"])
+    assert {"decode (PIL)", "timm create_transform"} <= names
+    for pipe in ("legacy", "loader", "device"):
+        assert {f"ours {pipe}, original labels", f"ours {pipe}, ReLabel"} <= names
+    assert all(v > 0 for v in got["in_process_images_s"].values())
+    loaders = got["dataloader"]
+    assert any(k.startswith("timm create_loader") for k in loaders) and "ours device, ReLabel" in loaders
+    assert all(r["1"]["images_s"] > 0 for r in loaders.values())
+    assert set(got["finish_cpu_ms_per_image"]) == {"legacy (whole batch)", "current (cache-sized)"}
+
+
+def test_images_are_textured_and_deterministic():
+    a = bench_loader.textured_image(np.random.default_rng([0, 3]), 120, 90)
+    b = bench_loader.textured_image(np.random.default_rng([0, 3]), 120, 90)
+    px = np.asarray(a)
+    assert np.array_equal(px, np.asarray(b)) and px.shape == (90, 120, 3)
+    assert px.std() > 20 and np.abs(np.diff(px.astype(int), axis=1)).mean() > 3  # content, not flat colour
