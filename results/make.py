@@ -332,6 +332,8 @@ ENV_HELP = """environment variables:
   RELABEL_DATA              mini: where the mini world is generated (default: <repo>/data)
   RELABEL_PUBLISHED         where the committed results live (default: <repo>/results); its records/<scale>.jsonl
                             is read besides runs/records/ (python -m results.publish writes it)
+  RELABEL_CKPT_MINUTES      training saves its checkpoint at least this often, besides its step interval
+                            (default 5; changes no recipe)
 full scale (docs/full-scale.md has the data tree):
   IMAGENET_ROOT             ImageNet with train/<wnid>/*.JPEG and val/<wnid>/*.JPEG, and beside them the
                             evaluation sets tables 3/7 read: imagenetv2/, shankar/, imagenet-a/, imagenet-c/,
