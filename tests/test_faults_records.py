@@ -294,3 +294,18 @@ def test_the_checkpoint_interval_enters_no_recipe(monkeypatch):
     monkeypatch.setenv(TR.CKPT_MINUTES_ENV, "soon")
     with pytest.raises(ConfigError, match="RELABEL_CKPT_MINUTES must be a positive number"):
         TR.checkpoint_seconds()
+
+
+# ---- 6. the entry scripts run the checkout they sit in -----------------------------------------------------------
+@pytest.mark.parametrize("script", ["eval_real/run.py", "robustness/run.py"])
+def test_entry_scripts_import_the_checkout_they_sit_in(script, tmp_path):
+    """Run from elsewhere, without PYTHONPATH: `relabel` must come from this checkout, not from whatever checkout
+    the environment's editable install points at (with two checkouts, the other one's code and runs/)."""
+    path = ROOT / script
+    code = (f"import runpy, sys\nsys.argv = [{str(path)!r}, '--help']\n"
+            f"try:\n    runpy.run_path({str(path)!r}, run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "import relabel\nprint('RELABEL', relabel.__file__)\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert f"RELABEL {ROOT / 'relabel' / '__init__.py'}" in p.stdout
