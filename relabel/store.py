@@ -574,11 +574,23 @@ def export_official(store: LabelMapStore, out_root: str | os.PathLike, overwrite
     if progress:
         from tqdm import tqdm
         it = tqdm(it, desc="export official", unit="img")
+    out.mkdir(parents=True, exist_ok=True)
+    m = store.meta  # a [2, k, h, w] float32 file: its data plus torch's zip container (~1.5 kB)
+    check_free_space(out, len(store) * (8 * m.k * m.grid[0] * m.grid[1] + 4096) + MARGIN,
+                     f"the official tree {out}", LabelStoreError)
     for row in it:
         f = out / names[row]
         if f.exists() and not overwrite:
             raise FileExistsError(f"{f} already exists; pass overwrite=True or export to an empty folder.")
         f.parent.mkdir(parents=True, exist_ok=True)
         s, idx = store.read(row, rank_order=True)
-        torch.save(torch.from_numpy(np.stack([s, idx.astype(np.float32)])), f)
+        try:
+            with open(f, "wb") as fh:  # a Python file: a full disk is OSError(ENOSPC), not a bare short write
+                torch.save(torch.from_numpy(np.stack([s, idx.astype(np.float32)])), fh)
+        except (OSError, RuntimeError) as e:
+            f.unlink(missing_ok=True)  # never a half-written map under a release name
+            if not is_disk_full(e):
+                raise
+            raise LabelStoreError(full_disk_sentence(f"the official tree {out}", out, e,
+                                                     f"the {row} maps before {f.name} are complete")) from None
     return len(store)

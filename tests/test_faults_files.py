@@ -476,3 +476,14 @@ def test_sparse_store_on_a_full_disk_is_refused_when_reopened_not_a_bus_error(ti
         from relabel.store import LabelMapWriter
         LabelMapWriter(path)
     assert str(path) in str(e.value) and "the disk is full" in str(e.value)
+
+
+def test_tiny_disk_refuses_an_official_export_before_writing(tiny_disk, tmp_path):
+    from relabel.store import export_official
+    w = LabelMapStore.create(tmp_path / "store", [f"n0/{i}.JPEG" for i in range(600)], num_classes=10, k=2,
+                             grid=(3, 3))
+    w.write(np.arange(600), np.ones((600, 2, 3, 3)), np.tile(np.arange(2)[None, :, None, None], (600, 1, 3, 3)))
+    with pytest.raises(LabelStoreError) as e:
+        export_official(w.finalize(), tiny_disk / "release", progress=False)
+    assert str(e.value).startswith(f"not enough free space to write the official tree {tiny_disk / 'release'}")
+    assert not list((tiny_disk / "release").rglob("*.pt"))
