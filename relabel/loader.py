@@ -55,11 +55,12 @@ def load_rgb(path: str | os.PathLike, index: int | None = None) -> Image.Image:
     try:
         with Image.open(path) as im:
             return im.convert("RGB")
-    except FileNotFoundError:
-        raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # PIL's ways of saying "corrupt"
-        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         at = f" (sample {index})" if index is not None else ""
+        if isinstance(e, OSError) and e.errno is not None:  # the file system's: gone, no permission, an I/O error
+            raise BadImageError(f"image {path}{at} cannot be read ({e.strerror}); restore it (the data changed "
+                                "since the run listed it?) or fix its permissions.") from None
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BadImageError(f"image {path}{at} cannot be decoded ({why}); remove or replace it.") from None
 
 

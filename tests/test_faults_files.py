@@ -487,3 +487,16 @@ def test_tiny_disk_refuses_an_official_export_before_writing(tiny_disk, tmp_path
         export_official(w.finalize(), tiny_disk / "release", progress=False)
     assert str(e.value).startswith(f"not enough free space to write the official tree {tiny_disk / 'release'}")
     assert not list((tiny_disk / "release").rglob("*.pt"))
+
+
+def test_an_image_gone_since_listing_is_named_in_workers(tmp_path):
+    (tmp_path / "c").mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((16, 16, 3), i * 50, np.uint8)).save(tmp_path / "c" / f"{i}.jpg")
+    ds = TrainSet(tmp_path, [Sample(f"c/{i}.jpg", 0) for i in range(4)], train_transform(8), seed=0)
+    (tmp_path / "c" / "1.jpg").unlink()
+    with pytest.raises(BadImageError) as e:
+        for _ in DataLoader(ds, batch_size=2, num_workers=2):
+            pass
+    assert str(e.value).startswith(f"image {tmp_path / 'c' / '1.jpg'} (sample 1) cannot be read (No such file")
+    assert "\n" not in str(e.value)

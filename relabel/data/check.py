@@ -28,8 +28,6 @@ def decode_error(path: str) -> str | None:
         load_rgb(path)
     except BadImageError as e:
         return str(e)
-    except OSError as e:  # unreadable: permissions, an I/O error
-        return f"image {path} cannot be read ({e.strerror or e}); fix its permissions or replace it."
     return None
 
 
