@@ -409,8 +409,10 @@ def user_errors() -> tuple:
     from relabel.checkpoint import CheckpointError
     from relabel.configs import ConfigError
     from relabel.data.readers import UnknownClassFolder
+    from relabel.loader import BadImageError
     from relabel.store import LabelStoreError
-    return (FileNotFoundError, CheckpointError, ConfigError, LabelStoreError, UnknownClassFolder, FloatingPointError)
+    return (FileNotFoundError, BadImageError, CheckpointError, ConfigError, LabelStoreError, UnknownClassFolder,
+            FloatingPointError)
 
 
 @contextlib.contextmanager

@@ -357,9 +357,15 @@ def default_device(info: DistInfo) -> torch.device:
 
 
 def _save(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # a kill during the save leaves the previous checkpoint intact
+    """Temp file + rename, free space checked first: a kill or a full disk leaves the previous checkpoint intact
+    (a full disk is a CheckpointError sentence, the partial temp file removed)."""
+    from relabel.atomic_write import atomic_write, tensor_bytes
+    from relabel.checkpoint import CheckpointError
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a Python file: a full disk is OSError(ENOSPC), not torch's bare short write
+            torch.save(state, f)
+    atomic_write(path, write, tensor_bytes(state), what=f"training checkpoint {path}", error=CheckpointError)
 
 
 CKPT_MINUTES_ENV = "RELABEL_CKPT_MINUTES"
