@@ -224,6 +224,13 @@ CLAIMS = (
 MIN_EFFECT = {"Table 2": 2.0, "Table 3": 2.0, "Table A1": 2.0, "Table 4": 2.0, "Table 5": 2.0, "Table 6": 2.0,
               "Fig. 4": 2.0, "Fig. 5": 0.05, "Fig. 6": 2.0, "Table 7": 2.0, "Table 8": 2.0, "Table 9": 2.0,
               "Table 10": 2.0}
+# The seeds plan (docs/statistics-plan.md, `python -m results.power` on the records of commit d943533, 343 records,
+# sha256 1e71e2181bdd, before any record of the re-run): per paper table, (planned seeds, seeds needed for 80% power
+# at MIN_EFFECT; None: more than 1,000). A table whose need exceeds its planned seeds is underpowered at mini.
+PLAN: dict[str, tuple[int, int | None]] = {
+    "Table 2": (7, 7), "Table 3": (10, 10), "Table A1": (10, 24), "Table 4": (3, 10), "Table 5": (4, 4),
+    "Table 6": (7, 7), "Fig. 4": (6, 6), "Fig. 5": (6, 6), "Fig. 6": (4, 4), "Table 7": (4, 28),
+    "Table 8": (3, None), "Table 9": (6, 6), "Table 10": (4, 4)}
 # Invariance claims (kind 'same'): equivalent when the 90% interval lies inside ±margin (TOST at α = 0.05). The
 # margin is the table's minimum effect of interest (Lakens 2017: equivalence bounds at the smallest effect of
 # interest): a storage format, label variant or teacher whose effect stays within it changes nothing we would call

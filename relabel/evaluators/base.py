@@ -14,11 +14,8 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
-<<<<<<< HEAD
 from relabel import outcomes as O
-=======
 from relabel.data.arrange_val import flat_val_images
->>>>>>> issue28b
 from relabel.data.readers import IMAGE_EXTENSIONS, list_class_folders
 from relabel.metrics import CORRUPTIONS, SEVERITIES
 from relabel.evaluators.roots import LAYOUTS, DataRoots
