@@ -86,7 +86,7 @@ def run_finegrained(ctx: launch.RunContext, task: str, pretrain: str) -> None:
                "paper_point": res["paper_point"], "selected_point": res["selected_point"], "grid": res["points"],
                "backbone_checkpoint": ckpt, "backbone_sha256": bb.sha256,
                "eval": {"input_size": cfg.input_size, "crop_ratio": cfg.eval_crop_ratio}},
-        outcomes=res["outcomes"])
+        outcomes=res.get("outcomes"))  # a grid scored before per-image outcomes has none
     ctx.append(rec)
 
 
