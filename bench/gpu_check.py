@@ -309,7 +309,7 @@ def run_stages(check: Check, mode: dict, device: torch.device, workers: int, dat
             collate = functools.partial(collate_train, transform=transform, finish=False)
         loader = torch.utils.data.DataLoader(_Repeated(ds, times), batch_size=batch, shuffle=True,
                                              num_workers=workers, pin_memory=cuda, drop_last=True,
-                                             collate_fn=collate)
+                                             collate_fn=collate, timeout=300 if workers else 0)  # no silent hang
 
         def to_device(b):  # relabel.train.train's handling of a Pending batch, finished on the device
             x, _boxes, _flips, labels, _rows, *pooled = b

@@ -46,6 +46,8 @@ _EVAL = textwrap.dedent('''
                           c_severities=(1, 5), **kw)
     res["imagenet-c-rendered"] = E.evaluate("imagenet-c", model, replace(roots, imagenet_c=rendered),
                                             c_corruptions=("fog", "snow"), c_severities=(1, 2), **kw)
+    # one batch in all: rank 1 has none and learns the rows' shape from rank 0
+    res["imagenet-a-one-batch"] = E.evaluate("imagenet-a", model, roots, **{**kw, "batch_size": 64})
     if info.rank == 0:
         out.write_text(json.dumps({n: {"metrics": r.metrics, "outcomes": r.outcomes, "dataset": r.dataset,
                                        "params": r.params} for n, r in res.items()}, sort_keys=True))
@@ -88,9 +90,10 @@ def test_two_gloo_ranks_return_what_one_process_returns_for_every_evaluator(tmp_
     one, two = outs["one"].read_text(), outs["two"].read_text()
     got = json.loads(one)
     assert set(got) == {"val", "v2-top-images", "v2-matched-frequency", "v2-threshold0.7", "real", "shankar", "fgsm",
-                        "imagenet-a", "imagenet-c", "bgc", "imagenet-c-rendered"}
+                        "imagenet-a", "imagenet-c", "bgc", "imagenet-c-rendered", "imagenet-a-one-batch"}
     assert got["imagenet-c"]["outcomes"]["mean_acc"]["n"] == 9 and got["fgsm"]["outcomes"]["top1"]["n"] == 60
     assert got["imagenet-c-rendered"]["params"]["c_source"] == "pre-rendered"
+    assert got["imagenet-a-one-batch"]["dataset"]["size"] <= 64  # one batch: rank 1 computed nothing
     if one != two:
         b = json.loads(two)
         diff = {n: [k for k in got[n] if got[n][k] != b[n][k]] for n in got if got[n] != b.get(n)}
