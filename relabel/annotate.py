@@ -30,7 +30,7 @@ from torchvision import transforms as T
 
 from relabel.fully_conv import NotFullyConvolutional, label_map, topk_label_map
 from relabel.dist import DistInfo, agree, barrier, init_distributed, is_main, world_size
-from relabel.loader import IMAGENET_MEAN, IMAGENET_STD, EvalSet
+from relabel.loader import IMAGENET_MEAN, IMAGENET_STD, BadImageError, EvalSet
 from relabel.progress import bar as progress_bar
 from relabel.store import (IMAGE_EXTS, SCORE_DTYPES, LabelMapStore, LabelMapWriter, LabelStoreError, file_sizes,
                            list_images)
@@ -203,7 +203,7 @@ def main(argv=None) -> int:
                          annotator=f"{ck.arch}@sha256:{ck.sha256[:12]}", batch_size=args.batch_size,
                          workers=args.workers, progress=not args.no_progress,
                          mean=tuple(cfg.get("mean", IMAGENET_MEAN)), std=tuple(cfg.get("std", IMAGENET_STD)))
-    except (AnnotateError, CheckpointError, LabelStoreError, NotFullyConvolutional) as e:
+    except (AnnotateError, CheckpointError, LabelStoreError, NotFullyConvolutional, BadImageError) as e:
         if main_rank:  # every rank meets the same inputs (rank 0's store verdict is broadcast): say it once
             print(f"error: {e}", file=sys.stderr)
         else:

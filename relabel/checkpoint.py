@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import re
 import sys
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file, safe_open
 
+from relabel.atomic_write import atomic_write, tensor_bytes
 from relabel.records import file_sha256
 
 TORCH_SUFFIXES = (".pth", ".pt", ".tar", ".bin", ".ckpt")
@@ -66,15 +68,33 @@ def save_model(model: nn.Module, path: str | os.PathLike, *, arch: str, model_kw
     meta = {"arch": arch, "model_kwargs": json.dumps(model_kwargs or {}, sort_keys=True),
             "num_classes": str(num_classes if num_classes is not None else model.num_classes),
             "extra": json.dumps(extra or {}, sort_keys=True)}
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp), metadata=meta)
-    os.replace(tmp, path)
-    return path
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    # temp file + rename, free space checked first: a full disk leaves any earlier checkpoint at `path` intact
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta),
+                        tensor_bytes(tensors) + len(json.dumps(meta)), what=f"checkpoint {path}",
+                        error=CheckpointError)
+
+
+def _reason(e: BaseException, limit: int = 120) -> str:
+    """An exception's first line, cut at a word (never mid-word), for a one-sentence error."""
+    lines = str(e).strip().splitlines()
+    first = lines[0].strip() if lines else type(e).__name__
+    first = first.split(". ", 1)[0].rstrip(".")  # its first sentence: what failed, not the library's advice
+    return first if len(first) <= limit else first[:limit].rsplit(" ", 1)[0].rstrip(" ,;:") + " …"
+
+
+def _unreadable(path: Path, kind: str, e: BaseException) -> CheckpointError:
+    return CheckpointError(f"checkpoint {path} cannot be read as a {kind} file ({_reason(e)}); it is truncated, "
+                           "corrupt or not a checkpoint: copy or save it again.")
 
 
 def read_meta(path: str | os.PathLike) -> dict:
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
+    path = Path(path)
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # SafetensorError: a header too small, incomplete metadata, ...
+        raise _unreadable(path, ".safetensors", e) from None
     out = dict(meta)
     for key in ("model_kwargs", "extra"):
         if key in out:
@@ -99,9 +119,16 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None, num_classe
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a .safetensors or .pth file.")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes), as a copy or save cut off at its start "
+                              "leaves it; copy or save it again.")
     if path.suffix == ".safetensors":
         meta = read_meta(path)
-        state, fmt, extra = load_file(str(path)), "safetensors", meta.get("extra", {})
+        try:
+            state = load_file(str(path))
+        except Exception as e:  # a header that parses over data cut short
+            raise _unreadable(path, ".safetensors", e) from None
+        fmt, extra = "safetensors", meta.get("extra", {})
         arch = arch or meta.get("arch")
         kwargs = {**meta.get("model_kwargs", {}), **model_kwargs}
     elif path.suffix in TORCH_SUFFIXES or path.name.endswith(".pth.tar"):
@@ -128,8 +155,7 @@ def _read_torch_state(path: Path) -> tuple[dict, str | None]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a pickle that needs code to load, or not a torch file at all
-        first = str(e).strip().splitlines()[0][:160]
-        raise CheckpointError(f"{path} cannot be read safely as a PyTorch state dict ({first}).") from None
+        raise torch_load_error(path, e, "checkpoint") from None
     stored_arch = obj.get("arch") if isinstance(obj, dict) and isinstance(obj.get("arch"), str) else None
     for key in ("state_dict", "model", "model_state_dict"):  # training-script wrappers
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
@@ -143,6 +169,20 @@ def _read_torch_state(path: Path) -> tuple[dict, str | None]:
             k = k[len("module."):]
         state[k] = v
     return state, stored_arch
+
+
+def torch_load_error(path: Path, e: BaseException, what: str, error: type[Exception] = CheckpointError) -> Exception:
+    """One sentence for a file `torch.load(weights_only=True)` would not read: refused as unsafe (a pickle that
+    needs code to load: never executed), or truncated / corrupt / not a torch file."""
+    text = str(e)
+    if isinstance(e, pickle.UnpicklingError) or "weights only load failed" in text.lower():
+        found = re.search(r"(?:GLOBAL|global) ([\w.]+)", text)
+        code = f" ({found.group(1)})" if found else ""
+        return error(f"{what} {path} was refused as unsafe: it is a pickle that needs code{code} to load, which "
+                     "torch.load(weights_only=True) never runs; use a plain tensor/state-dict file (or a "
+                     ".safetensors) from a source you trust.")
+    return error(f"{what} {path} cannot be read as a PyTorch file ({_reason(e)}); it is truncated, corrupt or "
+                 "not a torch file: copy or save it again.")
 
 
 def _timm_arch(name: str | None) -> str | None:

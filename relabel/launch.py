@@ -19,6 +19,7 @@ import fcntl
 import importlib
 import json
 import os
+import platform
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,6 +171,16 @@ def run_job(job: Job, scale: str, records_path: Path, registry: dict) -> None:
     wd.mkdir(parents=True, exist_ok=True)
     recipe = _recipe(exp, scale, job.seed)
     with artifact_lock(wd / "job"):
+        # Two drivers on one checkout (two `make`s at once): the second waited here while the first ran this job;
+        # the records it wrote are the job's, so the second runs only the evaluators still missing, or nothing.
+        todo = _agree(sorted(job.evaluators - recorded_evaluators(exp, scale, job.seed, records_path))
+                      if _main() and job.evaluators else sorted(job.evaluators))
+        if job.evaluators and not todo:
+            if _main():
+                print(f"{job.experiment} seed {job.seed}: its records were written while this waited for "
+                      f"{wd / 'job.lock'} (another run of it finished); skipping", flush=True)
+            return
+        job = Job(job.experiment, job.seed, frozenset(todo), job.registered)
         if _main():
             if recipe is not None:
                 want, stamped = R.config_hash(portable(recipe)), stamped_recipe(wd)
@@ -184,6 +195,15 @@ def run_job(job: Job, scale: str, records_path: Path, registry: dict) -> None:
         _barrier()
         exp.run(RunContext(job.experiment, scale, job.seed, job.evaluators, records_path, wd, recipe))
         _barrier()
+
+
+def recorded_evaluators(exp: "Experiment", scale: str, seed: int, records_path: Path) -> set:
+    """The evaluators of `exp` at (scale, seed) that `records_path` holds a final record of, at its current recipe
+    and under this process's `--set` overrides (the records a job would write)."""
+    over = R.active_overrides()
+    return {r["evaluator"] for r in R.read(records_path)
+            if (r["experiment"], r["scale"], r["seed"]) == (exp.id, scale, seed) and r["final"]
+            and R.overrides_of(r) == over and exp.is_current(r)}
 
 
 # A run's workdir says which recipe its files (checkpoints, model.safetensors) were made under, so a later recipe
@@ -389,8 +409,10 @@ def user_errors() -> tuple:
     from relabel.checkpoint import CheckpointError
     from relabel.configs import ConfigError
     from relabel.data.readers import UnknownClassFolder
+    from relabel.loader import BadImageError
     from relabel.store import LabelStoreError
-    return (FileNotFoundError, CheckpointError, ConfigError, LabelStoreError, UnknownClassFolder, FloatingPointError)
+    return (FileNotFoundError, BadImageError, CheckpointError, ConfigError, LabelStoreError, UnknownClassFolder,
+            FloatingPointError)
 
 
 @contextlib.contextmanager
@@ -402,10 +424,30 @@ def artifact_lock(path: str | os.PathLike):
         yield
         return
     lock = Path(str(path) + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "w") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)  # never truncated before it is ours: it names the holder
+    except OSError as e:
+        raise LockUnavailable(f"cannot open the lock {lock} ({e.strerror}): {lock.parent} must be writable, since "
+                              f"the lock there keeps two processes from making the same thing at once; make it "
+                              f"writable or point RELABEL_RUNS / RELABEL_DATA elsewhere") from None
+    with os.fdopen(fd, "r+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = f.read().strip() or "another process"
+            print(f"waiting for {lock}, held by {holder}", flush=True)
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on host {platform.node()}\n")
+        f.flush()
         try:
             yield
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+class LockUnavailable(FileNotFoundError):
+    """A lock that cannot be taken because its folder is read-only: one sentence naming the folder (a user error,
+    caught with FileNotFoundError by the drivers)."""

@@ -31,11 +31,39 @@ class Sample:
     label: int
 
 
-def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """The decoded image in RGB; an RGB file (most JPEGs) as decoded, without `convert`'s copy of every pixel."""
-    with Image.open(path) as im:
-        im.load()
-        return im if im.mode == "RGB" else im.convert("RGB")
+class BadImageError(FileNotFoundError):
+    """An image file that exists but cannot be decoded (truncated, corrupt, not an image): one sentence naming it.
+
+    A FileNotFoundError so that every driver already prints it as one sentence (`relabel.launch.user_errors`,
+    the evaluation CLIs): for a run, an image it cannot read is as missing as one that is not there. Raised inside
+    a DataLoader worker, it reaches the main process as `BadImageError("Caught BadImageError in DataLoader worker
+    process 0.\\nOriginal Traceback ...")` (torch's ExceptionWrapper.reraise); the constructor keeps only the
+    sentence, the traceback's last line, so the worker's error reads exactly like the in-process one."""
+
+    def __init__(self, message: str):
+        if message.startswith("Caught ") and "Original Traceback" in message:
+            last = message.rstrip().splitlines()[-1]
+            message = last.split(f"{type(self).__name__}: ", 1)[-1]
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def load_rgb(path: str | os.PathLike, index: int | None = None) -> Image.Image:
+    """The image at `path` as RGB (an RGB file, most JPEGs, as decoded, without `convert`'s copy of every pixel);
+    a file PIL cannot decode is a BadImageError naming it (and its sample index)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im if im.mode == "RGB" else im.convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # PIL's ways of saying "corrupt"
+        at = f" (sample {index})" if index is not None else ""
+        if isinstance(e, OSError) and e.errno is not None:  # the file system's: gone, no permission, an I/O error
+            raise BadImageError(f"image {path}{at} cannot be read ({e.strerror}); restore it (the data changed "
+                                "since the run listed it?) or fix its permissions.") from None
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BadImageError(f"image {path}{at} cannot be decoded ({why}); remove or replace it.") from None
 
 
 def train_transform(size: int, scale=(0.08, 1.0), color_jitter: float = 0.4, hflip: float = 0.5,
@@ -100,7 +128,7 @@ class TrainSet(Dataset):
         self.root, self.samples, self.transform, self.seed = Path(root), list(samples), transform, seed
         self.rows = np.asarray(rows if rows is not None else [-1] * len(self.samples), dtype=np.int64)
         self.epoch = 0
-        self._cache = [load_rgb(self.root / s.path) for s in self.samples] if cache else None
+        self._cache = [load_rgb(self.root / s.path, i) for i, s in enumerate(self.samples)] if cache else None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -110,7 +138,7 @@ class TrainSet(Dataset):
 
     def __getitem__(self, i: int):
         s = self.samples[i]
-        img = self._cache[i] if self._cache is not None else load_rgb(self.root / s.path)
+        img = self._cache[i] if self._cache is not None else load_rgb(self.root / s.path, i)
         with torch.random.fork_rng(devices=[]):  # torchvision draws from the global RNG; keep the caller's intact
             # the CPU generator only: torch.manual_seed would also queue lazy CUDA/XPU/MTIA seeding, which formats
             # a Python stack trace per call (0.6 ms a sample, ~40% of a mini training step)
@@ -124,13 +152,13 @@ class EvalSet(Dataset):
 
     def __init__(self, root: str | os.PathLike, paths: Sequence[str], transform, cache: bool = False):
         self.root, self.paths, self.transform = Path(root), list(paths), transform
-        self._cache = [load_rgb(self.root / p) for p in self.paths] if cache else None
+        self._cache = [load_rgb(self.root / p, i) for i, p in enumerate(self.paths)] if cache else None
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        img = self._cache[i] if self._cache is not None else load_rgb(self.root / self.paths[i])
+        img = self._cache[i] if self._cache is not None else load_rgb(self.root / self.paths[i], i)
         return self.transform(img), i
 
 

@@ -4,10 +4,18 @@ Every number in a rendered table comes from a record written here. A record name
 scale), the evaluator and its metrics, plus everything needed to tell where the number came from: config and its
 hash, seed, dataset, git sha and dirty flag, package versions, host, wall time and whether it is the final step.
 
-Writes are atomic with several writers at once: each record is serialised to one line first and written with a
-single `write` on an O_APPEND descriptor while holding an exclusive `flock`, so two processes appending to the
-same file can neither interleave nor lose lines. Reads never skip a damaged line silently: they raise
-`RecordError` naming file:line.
+The file is an append-only log that a crash cannot corrupt. Each record is serialised to one line first and
+written with a single `write` on an O_APPEND descriptor while holding an exclusive `flock`, then flushed to disk
+(`fsync`), so two processes appending to the same file can neither interleave nor lose lines. A torn last line (a
+crash or a full disk mid-append) is never glued to the next record: the next append moves it aside to
+`<file>.torn` with a warning naming both files, and starts on a fresh line. A file never holds two records of one
+(scale, experiment, evaluator, seed, config hash, overrides, final): an append that would repeat one is skipped
+with a note (two `make`s that ran the same cell, a rerun of a finished evaluation). Reads never skip a damaged line
+silently: they raise `RecordError` naming file:line; `duplicates` names repeated records (files written before
+appends refused them).
+
+A record made under `results.make --set` / `python -m pretrain --set` carries its overrides (`overrides`, a
+JSON object; absent on records of the real recipe, so records written before the field existed read unchanged).
 """
 from __future__ import annotations
 
@@ -20,7 +28,9 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -131,8 +141,28 @@ def make_record(*, experiment: str, evaluator: str, metrics: Mapping[str, Any], 
         rec["extra"] = dict(extra)
     if outcomes:
         rec["outcomes"] = {k: dict(v) for k, v in outcomes.items()}
+    over = active_overrides()
+    if over:  # a smoke run (`--set`): never mistaken for a record of the real recipe (results.make renders it apart)
+        rec["overrides"] = over
     validate(rec)
     return rec
+
+
+def active_overrides() -> dict:
+    """The `--set` overrides this process runs under ({} for the real recipe): relabel.configs.SET_ENV."""
+    from relabel.configs import env_overrides
+    return env_overrides()
+
+
+def overrides_of(rec: Mapping[str, Any]) -> dict:
+    """The `--set` overrides a record was made under ({}: the real recipe, as every record before the field)."""
+    return dict(rec.get("overrides") or {})
+
+
+def record_key(rec: Mapping[str, Any]) -> tuple:
+    """What makes two records the same measurement: a file holds at most one record per key."""
+    return (rec["scale"], rec["experiment"], rec["evaluator"], rec["seed"], rec["config_hash"], bool(rec["final"]),
+            json.dumps(overrides_of(rec), sort_keys=True))
 
 
 def validate(rec: Mapping[str, Any], where: str = "record") -> None:
@@ -144,6 +174,8 @@ def validate(rec: Mapping[str, Any], where: str = "record") -> None:
             raise RecordError(f"{where}: field '{key}' has type {type(rec[key]).__name__}")
     if rec["schema"] > SCHEMA_VERSION:
         raise RecordError(f"{where}: schema {rec['schema']} is newer than this code ({SCHEMA_VERSION}); update.")
+    if "overrides" in rec and not isinstance(rec["overrides"], dict):
+        raise RecordError(f"{where}: field 'overrides' has type {type(rec['overrides']).__name__}")
     if rec["scale"] not in SCALES:
         raise RecordError(f"{where}: scale '{rec['scale']}' is not one of {SCALES}")
     for k in ("name", "split", "size"):
@@ -160,20 +192,94 @@ def validate(rec: Mapping[str, Any], where: str = "record") -> None:
             raise RecordError(f"{where}: metric '{name}' has type {type(value).__name__}")
 
 
-def append(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
-    """Appends one record as one line, atomically with respect to other writers of the same file."""
+TORN_SUFFIX = ".torn"
+
+
+def torn_path(path: str | os.PathLike) -> Path:
+    """Where append moves a torn last line of `path`: `<path>.torn` beside it (appended to, never overwritten)."""
+    path = Path(path)
+    return path.with_name(path.name + TORN_SUFFIX)
+
+
+def _read_fd(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:  # a regular-file write is complete in practice; loop for the pathological case
+        view = view[os.write(fd, view):]
+
+
+def _mend_tail(fd: int, path: Path, data: bytes, warn) -> bytes:
+    """Makes the file end on a line break before an append (the caller holds the lock); returns its data then.
+
+    A last line without its line break is what a crash or a full disk mid-append leaves. A complete record that
+    only lost its line break gets it back; anything else is moved to `<file>.torn` (fsync'd there before it is cut
+    here, so a crash in between loses nothing) and cut off, with a warning naming both files."""
+    if not data or data.endswith(b"\n"):
+        return data
+    cut = data.rfind(b"\n") + 1  # 0 when the whole file is one torn line
+    tail = data[cut:]
+    try:
+        complete = isinstance(json.loads(tail), dict)
+    except ValueError:
+        complete = False
+    if complete:
+        _write_all(fd, b"\n")
+        return data + b"\n"
+    torn = torn_path(path)
+    tfd = os.open(torn, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        _write_all(tfd, tail + b"\n")
+        os.fsync(tfd)
+    finally:
+        os.close(tfd)
+    os.ftruncate(fd, cut)
+    warn(f"warning: {path} ended in a torn line ({len(tail)} bytes, left by an interrupted write); moved it to "
+         f"{torn}, earlier records untouched")
+    return data[:cut]
+
+
+def append(path: str | os.PathLike, record: Mapping[str, Any], *, warn=None) -> bool:
+    """Appends one record as one line, atomically with respect to other writers of the same file and to a crash.
+
+    Under an exclusive lock: a torn last line left by an earlier crash is moved aside (`_mend_tail`), a record
+    whose key (`record_key`) the file already holds is skipped with a note (returns False), and the line is
+    written in one `write` and fsync'd. `warn` (default: print to stderr) receives the warnings and notes."""
     validate(record)
+    warn = warn or (lambda m: print(m, file=sys.stderr, flush=True))
     line = (json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n").encode()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            view = memoryview(line)
-            while view:  # a regular-file write is complete in practice; loop for the pathological case
-                view = view[os.write(fd, view):]
+            data = _mend_tail(fd, path, _read_fd(fd), warn)
+            key = record_key(record)
+            # Only lines naming this config hash and seed can repeat the record (cheap: a file of long curves is
+            # not parsed whole on every append).
+            near = re.compile(rb'"seed":\s*%d\b' % record["seed"])
+            for raw in data.split(b"\n"):
+                if record["config_hash"].encode() not in raw or not near.search(raw):
+                    continue
+                try:
+                    old = json.loads(raw) if raw.strip() else None
+                    same = isinstance(old, dict) and record_key(old) == key
+                except (ValueError, KeyError, TypeError):
+                    continue  # a damaged line is read()'s to report, with its line number
+                if same:
+                    warn(f"note: {path} already holds a record of {record['experiment']} / {record['evaluator']} "
+                         f"seed {record['seed']} at this recipe ({record['config_hash']}); not appended again")
+                    return False
+            _write_all(fd, line)
             os.fsync(fd)
+            return True
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
@@ -182,6 +288,11 @@ def append(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
 
 def read(path: str | os.PathLike) -> list[dict]:
     """All records of a file, in write order; a missing file is empty; a damaged line raises RecordError."""
+    return [rec for _, rec in read_numbered(path)]
+
+
+def read_numbered(path: str | os.PathLike) -> list[tuple[int, dict]]:
+    """(line number, record) of every record of a file, in write order; as `read`."""
     path = Path(path)
     if not path.exists():
         return []
@@ -196,16 +307,34 @@ def read(path: str | os.PathLike) -> list[dict]:
         try:
             rec = json.loads(raw)
         except json.JSONDecodeError as e:
-            raise RecordError(f"{path}:{lineno}: not valid JSON ({e.msg}); fix or remove that line.") from None
+            torn = " (the file's last line, cut short by an interrupted write: the next append moves it aside to " \
+                   f"{torn_path(path).name})" if not data.endswith(b"\n") and lineno == data.count(b"\n") + 1 else ""
+            raise RecordError(f"{path}:{lineno}: not valid JSON ({e.msg}){torn}; fix or remove that line.") from None
         if not isinstance(rec, dict):
             raise RecordError(f"{path}:{lineno}: a record must be a JSON object")
         validate(rec, where=f"{path}:{lineno}")
-        out.append(rec)
+        out.append((lineno, rec))
     return out
 
 
 def read_many(paths: Iterable[str | os.PathLike]) -> list[dict]:
     return [r for p in paths for r in read(p)]
+
+
+def duplicates(path: str | os.PathLike) -> str | None:
+    """One sentence naming the first repeated measurement in a records file (two records of one `record_key` with
+    different ids, as two `make`s at once wrote them before appends refused it); None if there is none. The same
+    record in two files (a run's record and its published copy) is not a duplicate; nor are two runs of one cell
+    in two files (a local rerun beside the committed record: the renderer shows the later one)."""
+    seen: dict = {}
+    for lineno, rec in read_numbered(path):
+        key = record_key(rec)
+        if key in seen and seen[key][1] != rec["record_id"]:
+            return (f"{path}:{lineno} repeats the record on line {seen[key][0]} ({rec['experiment']} / "
+                    f"{rec['evaluator']} seed {rec['seed']}, recipe {rec['config_hash']}), so a table cannot tell "
+                    f"which run it shows; delete one of the two lines and render again.")
+        seen.setdefault(key, (lineno, rec["record_id"]))
+    return None
 
 
 _SHA_CACHE: dict = {}

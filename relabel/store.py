@@ -32,6 +32,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -39,6 +40,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from relabel.atomic_write import MARGIN, check_free_space, full_disk_sentence, human, is_disk_full, reserve
 from relabel.records import write_json_atomic
 
 __all__ = [
@@ -262,21 +264,44 @@ class LabelMapStore:
                 raise LabelStoreError(f"a label store with other settings ({', '.join(diff)}) already exists at "
                                       f"{path}; delete it or choose another path.")
             return LabelMapWriter(path)
-        path.mkdir(parents=True, exist_ok=True)
         n, (h, w) = len(spaths), meta.grid
-        (path / "paths.txt").write_bytes(b"".join(p.encode() + b"\n" for p in spaths))
-        if sizes is not None:
-            np.save(path / "sizes.npy", np.asarray([sizes[i] for i in order], np.int64))
-        open_mm = np.lib.format.open_memmap
-        open_mm(path / "scores.npy", "w+", np.dtype(score_dtype), (n, k, h, w)).flush()
+        paths_txt = b"".join(p.encode() + b"\n" for p in spaths)
+        arrays = {"scores": (np.dtype(score_dtype), (n, k, h, w))}
         if score_dtype == "uint8":
-            open_mm(path / "quant.npy", "w+", np.float32, (n, 2)).flush()
+            arrays["quant"] = (np.dtype(np.float32), (n, 2))
         if index_coding == "set":
-            open_mm(path / "indices.npy", "w+", np.uint8, (n, _SetCodec(num_classes, k, h * w).row_bytes)).flush()
+            arrays["indices"] = (np.dtype(np.uint8), (n, _SetCodec(num_classes, k, h * w).row_bytes))
         else:
-            open_mm(path / "indices.npy", "w+", _plain_index_dtype(num_classes), (n, k, h, w)).flush()
-        open_mm(path / "written.npy", "w+", np.uint8, (n,)).flush()
-        write_json_atomic(path / "meta.json", asdict(meta))  # last: its presence marks a fully allocated store
+            arrays["indices"] = (_plain_index_dtype(num_classes), (n, k, h, w))
+        arrays["written"] = (np.dtype(np.uint8), (n,))
+        need = (len(paths_txt) + (8 * n if sizes is not None else 0) + 4096 * (len(arrays) + 2)
+                + sum(dt.itemsize * math.prod(shape) for dt, shape in arrays.values()))
+        new_dir = not path.exists()
+        path.mkdir(parents=True, exist_ok=True)
+        made: list[Path] = []
+        try:
+            check_free_space(path, need + MARGIN, f"label store {path}", LabelStoreError)
+            made.append(path / "paths.txt")
+            made[-1].write_bytes(paths_txt)
+            if sizes is not None:
+                made.append(path / "sizes.npy")
+                np.save(made[-1], np.asarray([sizes[i] for i in order], np.int64))
+            for name, (dt, shape) in arrays.items():
+                made.append(path / f"{name}.npy")
+                np.lib.format.open_memmap(made[-1], "w+", dt, shape).flush()
+                # every block now: writes through the memory map can never meet a full disk (a bus error) later
+                reserve(made[-1])
+            made.append(path / "meta.json")
+            write_json_atomic(made[-1], asdict(meta))  # last: its presence marks a fully allocated store
+        except (OSError, LabelStoreError) as e:
+            for f in made + list(path.glob("meta.json.*.tmp")):  # nothing half-allocated is left to pass for a store
+                f.unlink(missing_ok=True)
+            if new_dir:
+                shutil.rmtree(path, ignore_errors=True)
+            if isinstance(e, OSError) and is_disk_full(e):
+                raise LabelStoreError(full_disk_sentence(f"label store {path} ({human(need)})", path.parent, e,
+                                                         "nothing of it was kept")) from None
+            raise
         return LabelMapWriter(path)
 
     @classmethod
@@ -393,6 +418,15 @@ class LabelMapWriter:
         self.store = LabelMapStore(path, _allow_incomplete=True)
         self.meta = self.store.meta
         self._arr = _Arrays(self.store.path, self.meta, "r+")
+        names = ["scores", "indices", "written"] + (["quant"] if self.meta.score_dtype == "uint8" else [])
+        try:  # a store allocated sparsely (by older code) gets its blocks now, not as a bus error mid-run
+            for name in names:
+                reserve(self.store.path / f"{name}.npy")
+        except OSError as e:
+            if not is_disk_full(e):
+                raise
+            raise LabelStoreError(full_disk_sentence(f"label store {self.store.path}", self.store.path, e,
+                                                     "the maps written so far are kept")) from None
 
     def rows(self, paths: Sequence[str]) -> np.ndarray:
         return self.store.rows(paths)
@@ -488,9 +522,15 @@ def import_official(official_root: str | os.PathLike, store_path: str | os.PathL
         if not f.is_file():
             raise FileNotFoundError(f"official label map {f} for image {p!r} is missing; check the release is "
                                     "complete and matches the dataset.")
-        t = torch.load(f, map_location="cpu", weights_only=True)
+        try:
+            t = torch.load(f, map_location="cpu", weights_only=True)
+        except Exception as e:  # refused as unsafe (never executed), or truncated / not a torch file
+            from relabel.checkpoint import torch_load_error
+            raise torch_load_error(f, e, "official label map", LabelStoreError) from None
         if not torch.is_tensor(t) or t.ndim != 4 or t.shape[0] != 2:
-            raise LabelStoreError(f"{f} is not an official label map (a [2, k, h, w] tensor).")
+            got = f"a {list(t.shape)} tensor" if torch.is_tensor(t) else f"a {type(t).__name__}"
+            raise LabelStoreError(f"official label map {f} holds {got}, not a [2, k, h, w] tensor; replace it with "
+                                  "the release's file.")
         return t
 
     first = load(image_paths[0])
@@ -507,12 +547,17 @@ def import_official(official_root: str | os.PathLike, store_path: str | os.PathL
     for start in it:
         rows = todo[start:start + chunk]
         maps = [load(names[r]) for r in rows]
-        if any(t.shape != first.shape for t in maps):
-            raise LabelStoreError(f"official maps differ in shape (expected {list(first.shape)}); the release is mixed.")
+        for r, m in zip(rows, maps):
+            if m.shape != first.shape:
+                raise LabelStoreError(f"official label map {root / official_name(names[r])} is {list(m.shape)}, "
+                                      f"not {list(first.shape)} as {root / official_name(image_paths[0])}; the release "
+                                      "is mixed or that file is damaged: replace it with the release's file.")
+            if not torch.equal(m[1], m[1].round()):
+                raise LabelStoreError(f"official label map {root / official_name(names[r])} holds class indices "
+                                      "that are not whole numbers, so it is no official label map; replace it with "
+                                      "the release's file.")
         t = torch.stack(maps)
         ids = t[:, 1]
-        if not torch.equal(ids, ids.round()):
-            raise LabelStoreError("official class indices are not whole numbers; this is not an official label map.")
         writer.write(rows, t[:, 0], ids.long())
     return writer.finalize()
 
@@ -529,11 +574,23 @@ def export_official(store: LabelMapStore, out_root: str | os.PathLike, overwrite
     if progress:
         from tqdm import tqdm
         it = tqdm(it, desc="export official", unit="img")
+    out.mkdir(parents=True, exist_ok=True)
+    m = store.meta  # a [2, k, h, w] float32 file: its data plus torch's zip container (~1.5 kB)
+    check_free_space(out, len(store) * (8 * m.k * m.grid[0] * m.grid[1] + 4096) + MARGIN,
+                     f"the official tree {out}", LabelStoreError)
     for row in it:
         f = out / names[row]
         if f.exists() and not overwrite:
             raise FileExistsError(f"{f} already exists; pass overwrite=True or export to an empty folder.")
         f.parent.mkdir(parents=True, exist_ok=True)
         s, idx = store.read(row, rank_order=True)
-        torch.save(torch.from_numpy(np.stack([s, idx.astype(np.float32)])), f)
+        try:
+            with open(f, "wb") as fh:  # a Python file: a full disk is OSError(ENOSPC), not a bare short write
+                torch.save(torch.from_numpy(np.stack([s, idx.astype(np.float32)])), fh)
+        except (OSError, RuntimeError) as e:
+            f.unlink(missing_ok=True)  # never a half-written map under a release name
+            if not is_disk_full(e):
+                raise
+            raise LabelStoreError(full_disk_sentence(f"the official tree {out}", out, e,
+                                                     f"the {row} maps before {f.name} are complete")) from None
     return len(store)

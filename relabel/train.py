@@ -10,8 +10,9 @@ Every pretraining row of the paper is this loop with other parameters (STYLE.md:
   mixed by the CutMix rule); it is switched off for the last `cutmix_off_epochs` epochs as in the official recipe.
 - SGD (Nesterov) or AdamP from timm, per-iteration warm-up + cosine (timm's CosineLRScheduler), bf16 autocast on
   CUDA, DDP under `torchrun`.
-- Checkpoints every `ckpt_every` steps hold model, optimizer, step and RNG state; the data order and
-  augmentation are functions of (seed, epoch, index) (relabel.loader), so a killed run resumes exactly.
+- Checkpoints every `ckpt_every` steps and every $RELABEL_CKPT_MINUTES (default 5) minutes hold model,
+  optimizer, step and RNG state; the data order and augmentation are functions of (seed, epoch, index)
+  (relabel.loader), so a killed run resumes exactly, from any step, and says where it resumes.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from torch.utils.data import DataLoader
 from relabel.progress import bar as progress_bar
 
 from relabel.configs import ConfigError, StrictConfig
-from relabel.dist import DistInfo, init_distributed
+from relabel.dist import DistInfo, agree, init_distributed
 from relabel.launch import set_aside
 from relabel.records import config_hash
 from relabel.loader import ResumableSampler, TrainSet, _mix, collate_train, train_transform
@@ -356,9 +357,35 @@ def default_device(info: DistInfo) -> torch.device:
 
 
 def _save(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # a kill during the save leaves the previous checkpoint intact
+    """Temp file + rename, free space checked first: a kill or a full disk leaves the previous checkpoint intact
+    (a full disk is a CheckpointError sentence, the partial temp file removed)."""
+    from relabel.atomic_write import atomic_write, tensor_bytes
+    from relabel.checkpoint import CheckpointError
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a Python file: a full disk is OSError(ENOSPC), not torch's bare short write
+            torch.save(state, f)
+    atomic_write(path, write, tensor_bytes(state), what=f"training checkpoint {path}", error=CheckpointError)
+
+
+CKPT_MINUTES_ENV = "RELABEL_CKPT_MINUTES"
+DEFAULT_CKPT_MINUTES = 5.0
+
+
+def checkpoint_seconds() -> float:
+    """How often training saves `last.pt` by the clock, besides every `ckpt_every` steps, so a kill never costs
+    more than a few minutes, short runs included: $RELABEL_CKPT_MINUTES (default 5). Not part of TrainConfig: it
+    changes no result (a resumed run continues exactly), so it enters no recipe hash."""
+    text = os.environ.get(CKPT_MINUTES_ENV, "")
+    if not text:
+        return DEFAULT_CKPT_MINUTES * 60
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = -1.0
+    if not minutes > 0:
+        raise ConfigError(f"{CKPT_MINUTES_ENV} must be a positive number of minutes (e.g. 5 or 0.5), got {text!r}")
+    return minutes * 60
 
 
 def _rng_state() -> dict:
@@ -442,6 +469,7 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
                                   warmup_prefix=True, t_in_epochs=False)
     on_device = finish_on_device(finish_on, device)
     step, wall, teacher_fw, data_wait = 0, 0.0, 0, 0.0
+    ckpt_seconds = checkpoint_seconds()  # (not in cfg: when to save changes no result, so it is in no recipe hash)
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=True)
         if state["config"] != cfg.to_dict():
@@ -452,6 +480,9 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
         step, wall, teacher_fw = state["step"], state["wall_s"], state["teacher_forwards"]
         data_wait = state.get("data_wait_s", 0.0)  # checkpoints before issue 27 did not count it
         _set_rng_state(state["rng"])
+        if info.main and step < total:
+            print(f"resuming {ckpt_path} at step {step}/{total} ({wall / 60:.1f} min of training behind it)",
+                  flush=True)
     if step >= total:
         return TrainResult(model.eval(), step, wall, step * cfg.batch_size, teacher_fw, data_wait)
 
@@ -472,6 +503,7 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
     model.train()
     t_start = time.time()
     waits = _DataWait(workers, device)
+    last_save = time.monotonic()
     while step < total:
         epoch, start = divmod(step, spe)
         sampler.set_position(epoch, start)
@@ -529,7 +561,13 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
                                 step_ms=f"{step_ms:.0f}", refresh=False)
                 if info.main and waits.warn(wait_ms, step_ms):
                     bar.write(waits.warning(wait_ms, step_ms))
-            if step % cfg.ckpt_every == 0 or step == total:
+            due = time.monotonic() - last_save >= ckpt_seconds
+            if info.world > 1 and step % 10 == 0:  # every rank saves (or not) at the same step: rank 0's clock
+                due = bool(agree(due))
+            elif info.world > 1:
+                due = False
+            if step % cfg.ckpt_every == 0 or step == total or due:
+                last_save = time.monotonic()
                 if info.main:
                     _save(ckpt_path, {"config": cfg.to_dict(), "model": model.state_dict(),
                                       "optimizer": optimizer.state_dict(), "step": step,

@@ -18,6 +18,7 @@ from pathlib import Path
 from relabel import launch
 from relabel import records as R
 from results import claims as C
+from results import ledger as L
 from results import make, render, tables
 from results.publish import published_records_path
 
@@ -97,8 +98,8 @@ def compare(claims: list[C.Claim], yours: list, committed: list, scale: str, see
     for c in claims:
         y = C.judge(c, C._cell(mine, c.a), C._cell(mine, c.b))
         r = C.judge(c, C._cell(ref, c.a), C._cell(ref, c.b))
-        lines.append(f"| {c.text} | {C.paper_text(c)} | {C.ours_text(y)} | "
-                     f"{C.ours_text(r)}{f' (n={r.n})' if r.n else ''} | {r.verdict} |")
+        lines.append(f"| {c.text} | {L.paper_text(c)} | {L.ours_text(y)} | "
+                     f"{L.ours_text(r)}{f' (n={r.n})' if r.n else ''} | {r.verdict} |")
     return lines
 
 

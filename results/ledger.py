@@ -9,7 +9,7 @@ import io
 import statistics
 
 from results import render, tables
-from results.claims import Claim, Family, Row, VERDICT_RULE, VERDICTS, note, summary
+from results.claims import PLAN, Claim, Family, Row, VERDICT_RULE, VERDICTS, note, summary
 
 
 # ---- formatting ------------------------------------------------------------------------------------------------
@@ -207,20 +207,30 @@ _GROUPS = (("hold", ("holds",)), ("equivalent", ("equivalent",)),
 assert sorted(v for _, vs in _GROUPS for v in vs) == sorted(VERDICTS)
 
 
+def plan_text(ref: str) -> str:
+    """The seeds plan of a paper table (claims.PLAN): '10', or '3, underpowered (80% power needs 10)'."""
+    if ref not in PLAN:
+        return ""
+    seeds, need = PLAN[ref]
+    if need is not None and need <= seeds:
+        return str(seeds)
+    return f"{seeds}, underpowered (80% power needs {need if need is not None else '> 1000'})"
+
+
 def per_table(rows: list[Row]) -> list[str]:
     """A Markdown table, one line per paper table/figure: how many of its rows hold, are equivalent, inconclusive,
     go against the paper (opposite, or an invariance that differs) or are not judged, how many hold after Holm
-    within the table, and the seeds behind them."""
+    within the table, the seeds behind them and the seeds the plan gives the table (docs/statistics-plan.md)."""
     refs: dict = {}
     for r in rows:
         refs.setdefault(r.claim.ref, []).append(r)
-    out = ["| paper | rows | " + " | ".join(g for g, _ in _GROUPS) + " | survive Holm | seeds (n) |",
-           "|---|---:|" + "---:|" * len(_GROUPS) + "---:|---|"]
+    out = ["| paper | rows | " + " | ".join(g for g, _ in _GROUPS) + " | survive Holm | seeds (n) | planned seeds |",
+           "|---|---:|" + "---:|" * len(_GROUPS) + "---:|---|---|"]
     for ref, rs in refs.items():
         ns = sorted({r.n for r in rs if r.n})
         seeds = "—" if not ns else (str(ns[0]) if len(ns) == 1 else f"{ns[0]}–{ns[-1]}")
         counts = [sum(r.verdict in vs for r in rs) for _, vs in _GROUPS]
         holm = sum(bool(r.holm) for r in rs)
         out.append(f"| {ref} | {len(rs)} | " + " | ".join(str(k) if k else "·" for k in counts)
-                   + f" | {holm or '·'} | {seeds} |")
+                   + f" | {holm or '·'} | {seeds} | {plan_text(ref)} |")
     return out

@@ -4,7 +4,13 @@ For each target it reads the run records of the scale (runs/records/<scale>.json
 results/records/<scale>.jsonl, see results.publish), lists the (experiment, seed) jobs whose records are missing,
 runs the registered ones through `relabel.launch`, and renders the table to results/rendered/<scale>/. A job whose
 experiment is not registered yet is named with the issue that fills it, and the command exits non-zero; the table
-is still rendered with "—" in those cells, never with invented values.
+is still rendered with "—" in those cells, never with invented values. A cell asked for that still has no record
+after the runs (`--no-run`, an extra row under `--extra-rows`) is named and the exit status is 4, unless
+`--allow-missing`.
+
+Runs under `--set` (smoke runs) write records that carry their overrides; they render to
+results/rendered/<scale>/smoke/ with a banner line, and only there: the real tables (and `results.publish`, hence
+the claims ledger) read only records without overrides.
 """
 from __future__ import annotations
 
@@ -51,11 +57,23 @@ def set_overrides(items, scale: str) -> dict:
         raise UsageError(str(e)) from None
 
 
-def load_records(paths):
+def load_records(paths, overrides=None):
+    """The records of `paths` made under `overrides` (default: the `--set` of this process; {} = the real recipe's
+    only). A damaged line, or a file that repeats a record (R.duplicates), is a UsageError naming file:line."""
+    over = R.active_overrides() if overrides is None else overrides
     try:
-        return R.read_many(paths)
+        recs = R.read_many(paths)
+        for p in paths:
+            if (dup := R.duplicates(p)) is not None:
+                raise UsageError(dup)
     except R.RecordError as e:
         raise UsageError(str(e)) from None
+    return [r for r in recs if R.overrides_of(r) == over]
+
+
+def render_dir(out_root, scale: str) -> Path:
+    """results/rendered/<scale>/, or its smoke/ subfolder under `--set` (smoke runs never overwrite real tables)."""
+    return Path(out_root) / scale / ("smoke" if R.active_overrides() else "")
 
 
 def missing_sources(computed: render.Computed, seeds, extra_rows: bool = False):
@@ -118,8 +136,10 @@ def run_jobs(todo, scale, records_path, registry, jobs, log, name):
 
 
 def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_root=RENDER_ROOT,
-         log=print, run=True, summary=None, jobs=1, extra_rows=False, published=True, only=None) -> int:
-    """Runs and renders targets; returns the exit status (0 all done, 3 some experiments not registered).
+         log=print, run=True, summary=None, jobs=1, extra_rows=False, published=True, only=None,
+         allow_missing=True) -> int:
+    """Runs and renders targets; returns the exit status (0 all done, 3 some experiments not registered, 4 a cell
+    asked for has no record after the runs and allow_missing is False — the CLI's default).
 
     Raises UsageError for an unknown target, a missing records file or a damaged record.
 
@@ -182,21 +202,35 @@ def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_
     if not dist.is_main():
         return status  # under torchrun, rank 0 renders and reports
     records = current()
+    over = R.active_overrides()
+    banner = render.smoke_banner(over) if over else ""
+    lacking_cells = []
     for spec in specs:
         computed = render.compute(spec, records, scale, seeds)
         desc = ", ".join(str(p) for p in paths if Path(p).exists()) or "none yet"
-        written = render.write_all(computed, records, Path(out_root) / scale, desc)
+        if over:
+            desc = f"only the records made under this --set, from {desc}"
+        written = render.write_all(computed, records, render_dir(out_root, scale), desc, banner=banner)
         ours = [computed.cells[r.key, c.key] for r in spec.rows for c, s in zip(spec.cols, r.sources) if s]
         filled = sum(c.n > 0 for c in ours)
         log(f"{spec.name}: {filled}/{len(ours)} cells filled → {written[0]}")
         if summary is not None:
             summary.append((spec.name, filled, len(ours), written[0]))
+        asked = {(src, seed) for src, seed in missing_sources(computed, run_seeds, extra_rows)
+                 if only is None or src.experiment in only}
+        lacking_cells += [(spec, row, col) for row, col, src, _ in computed.missing
+                          if any(a[0] == src for a in asked) and (not row.extra or extra_rows)]
         absent = [j for j in plans[spec.name] if not j.registered]
         if absent and run:
             status = 3
             names = sorted({j.experiment for j in absent})
             log(f"{spec.name}: {len(names)} experiment(s) not registered yet, filled by {spec.filled_by}: "
                 + ", ".join(names))
+    if lacking_cells and not allow_missing:
+        print(f"error: {len(lacking_cells)} cell(s) asked for have no record: {_cells_text(lacking_cells)}; run them "
+              f"({'drop --no-run' if not run else 'see the runs above'}) or pass --allow-missing to render anyway",
+              file=sys.stderr)
+        status = status or 4
     return status
 
 
@@ -226,7 +260,7 @@ def list_experiments(targets=(), scale="mini", seeds=None, record_paths=(), log=
             raise UsageError(f"records file '{p}' does not exist")
     registry = launch.discover()
     paths = [published_records_path(scale), R.default_records_path(scale), *map(Path, record_paths)]
-    records = [r for r in load_records(paths) if r["scale"] == scale]
+    records = [r for r in load_records(paths) if r["scale"] == scale]  # (under --set: that --set's records)
     current, _ = launch.current_records(records, registry)
     want_seeds = tuple(seeds or DEFAULT_SEEDS)
     cells: dict = {}  # experiment -> [(spec, row, col, source)], in the tables' order
@@ -298,6 +332,8 @@ ENV_HELP = """environment variables:
   RELABEL_DATA              mini: where the mini world is generated (default: <repo>/data)
   RELABEL_PUBLISHED         where the committed results live (default: <repo>/results); its records/<scale>.jsonl
                             is read besides runs/records/ (python -m results.publish writes it)
+  RELABEL_CKPT_MINUTES      training saves its checkpoint at least this often, besides its step interval
+                            (default 5; changes no recipe)
 full scale (docs/full-scale.md has the data tree):
   IMAGENET_ROOT             ImageNet with train/<wnid>/*.JPEG and val/<wnid>/*.JPEG, and beside them the
                             evaluation sets tables 3/7 read: imagenetv2/, shankar/, imagenet-a/, imagenet-c/,
@@ -342,13 +378,18 @@ def main(argv=None) -> int:
                     help="override the pretraining recipe for every run (Tables 2-7, Figs. 2, 4-6 and the backbones "
                          "Tables 8-10 start from; their own fine-tuning takes `python -m transfer` / "
                          "`python -m multilabel_coco --set`), e.g. --set epochs=1 --set batch_size=8 "
-                         "--set input_size=64 --set workers=0 (a smoke run; its records carry the changed recipe, "
-                         "so they never count for the real one); unknown keys are refused")
+                         "--set input_size=64 --set workers=0 (a smoke run: its records carry the overrides, render "
+                         "to results/rendered/<scale>/smoke/ with a banner, and never count for the real recipe); "
+                         "unknown keys are refused")
     ap.add_argument("--extra-rows", action="store_true",
                     help="also run the rows beyond the paper's (e.g. Table 2's mini-only oracle row); they are "
                          "rendered whenever their records exist")
     ap.add_argument("--no-run", action="store_true",
-                    help="render from the records there are, running nothing (missing cells stay '—')")
+                    help="render from the records there are, running nothing (missing cells stay '—'; exit 4 "
+                         "naming them unless --allow-missing)")
+    ap.add_argument("--allow-missing", action="store_true",
+                    help="exit 0 when cells asked for have no record (they render as '—'); default: exit 4 and "
+                         "name them")
     a = ap.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a log file as they happen
     log = print if dist.is_main() else (lambda *_a, **_k: None)
@@ -361,7 +402,7 @@ def main(argv=None) -> int:
         check_launch(a.scale, a.jobs)
         set_overrides(a.set, a.scale)
         return make(a.targets, a.scale, parse_seeds(a.seeds), a.dry_run, a.records, Path(a.out), jobs=a.jobs,
-                    run=not a.no_run, extra_rows=a.extra_rows, log=log)
+                    run=not a.no_run, extra_rows=a.extra_rows, log=log, allow_missing=a.allow_missing)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

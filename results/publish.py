@@ -207,7 +207,12 @@ def publish(scale: str, extra=(), log=print, allow_fixtures: bool = False) -> li
             raise PublishError(f"records file '{p}' does not exist")
     target = published_records_path(scale)
     sources = [p for p in (target, R.default_records_path(scale)) if p.is_file()] + [Path(p) for p in extra]
-    unique = {r["record_id"]: r for r in _read(sources)}  # a record published before is also in runs/
+    read = _read(sources)  # (a damaged line: PublishError naming file:line)
+    for p in sources:
+        if (dup := R.duplicates(p)) is not None:
+            raise PublishError(dup)
+    # a record published before is also in runs/; a smoke run's (made under --set) is never published
+    unique = {r["record_id"]: r for r in read if not R.overrides_of(r)}
     records, stale = current(list(unique.values()))
     chosen = select(records, scale)
     if not chosen:

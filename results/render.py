@@ -310,13 +310,23 @@ def plot(c: Computed, records: list, path: Path) -> bool:
     return True
 
 
-def write_all(c: Computed, records: list, out_dir: Path, records_desc: str = "") -> list:
-    """Writes <name>.md/.tex/.csv (and .png for figures with data) under out_dir; returns the written paths."""
+def smoke_banner(overrides: dict) -> str:
+    """The first line of every file rendered from records of an overridden recipe (`results.make --set`)."""
+    over = " ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+    return (f"SMOKE RUN — records made under --set {over}, not the paper's recipe: these numbers are not results "
+            f"and are never read into the real tables or the claims ledger.")
+
+
+def write_all(c: Computed, records: list, out_dir: Path, records_desc: str = "", banner: str = "") -> list:
+    """Writes <name>.md/.tex/.csv (and .png for figures with data) under out_dir; returns the written paths.
+    `banner` (a smoke run's, `smoke_banner`) becomes the first line of the .md, .tex (a comment) and .csv (a
+    `#` line)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     name = c.table.name
     paths = []
+    first = {"md": f"> **{banner}**\n\n", "tex": f"% {banner}\n", "csv": f"# {banner}\n"} if banner else {}
     for ext, text in (("md", to_markdown(c, records_desc)), ("tex", to_latex(c, records_desc)), ("csv", to_csv(c))):
-        paths.append(R.write_text_atomic(out_dir / f"{name}.{ext}", text))
+        paths.append(R.write_text_atomic(out_dir / f"{name}.{ext}", first.get(ext, "") + text))
     png = out_dir / f"{name}.png"
     if plot(c, records, png):
         paths.append(png)

@@ -83,11 +83,13 @@ class Interval:
         if self.se == 0:
             return math.inf
         ratio = self.half_width(1 - ALPHA) / self.se
-        z = float(st.norm.ppf(1 - ALPHA / 2))
-        if ratio <= z * (1 + 1e-12):
+
+        def gap(d: float) -> float:
+            return float(st.t.ppf(1 - ALPHA / 2, d)) - ratio
+        if gap(1e9) >= 0:  # the normal quantile already: the test-set part dominates
             return math.inf
         from scipy.optimize import brentq
-        return float(brentq(lambda d: st.t.ppf(1 - ALPHA / 2, d) - ratio, 1e-3, 1e9))
+        return float(brentq(gap, 1e-3, 1e9))
 
     def p_two_sided(self) -> float:
         """p of H0: Δ = 0 (the t statistic mean / se at the effective df)."""

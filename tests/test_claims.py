@@ -69,13 +69,13 @@ def _judge(kind, a, b):
     ("less", (0, -0.2, 0.2), (1, 1, 1), "holds"),
     # d = (1, -1, 0.5): mean 0.167, SE 0.60
     ("more", (2, 0, 1.5), (1, 1, 1), "inconclusive"),
-    ("same", (2, 0, 1.5), (1, 1, 1), "inconclusive (invariance)"),
-    # d = (0.1, 0.2, 0): 90% interval [−0.07, 0.27] inside ±1 point: equivalent (TOST)
-    ("same", (1.1, 1.2, 1.0), (1, 1, 1), "equivalent"),
-    # d = (3, 3.2, 2.8): the 95% interval [2.5, 3.5] lies beyond the +1 margin
+    # invariances at the 2-point margin (a hand-made claim's table has none: MIN_EFFECT's default, 2)
+    # d = (2, -2, 1): mean 0.33, SE 1.20, 90% interval [−3.2, 3.8]: neither inside nor beyond the margin
+    ("same", (3, -1, 2), (1, 1, 1), "inconclusive (invariance)"),
+    # d = (1, 1.2, 0.8): 90% interval [0.66, 1.34] inside ±2: equivalent (TOST), although beyond 0
+    ("same", (2, 2.2, 1.8), (1, 1, 1), "equivalent"),
+    # d = (3, 3.2, 2.8): the 95% interval [2.5, 3.5] lies beyond the +2 margin
     ("same", (4, 4.2, 3.8), (1, 1, 1), "differs"),
-    # d = (1, 1.2, 0.8) again: beyond 0 but not beyond the margin, nor inside it
-    ("same", (2, 2.2, 1.8), (1, 1, 1), "inconclusive (invariance)"),
     ("ratio", (50, 100), (10, 20), "computed"),
     ("more", (2,), (1,), "single seed"),
     ("more", (2, 2), (), "not run"),
@@ -219,7 +219,7 @@ def test_readme_per_table_lines_count_every_claim_once():
     total = 0
     for line in lines[2:]:
         cells = [c.strip() for c in line.strip("|").split("|")]
-        n, groups = int(cells[1]), [0 if c == "·" else int(c) for c in cells[2:-2]]
+        n, groups = int(cells[1]), [0 if c == "·" else int(c) for c in cells[2:-3]]
         assert sum(groups) == n, line  # every claim of the table lands in exactly one group
         total += n
     assert total == len(CLAIMS) + len(claims.FAMILIES)

@@ -59,8 +59,9 @@ def test_make_full_scale_smoke_trains_every_table3_row_and_renders(tree, tmp_pat
         assert (train["epochs"], train["batch_size"], train["input_size"]) == (1, 8, 32)  # the --set recipe
         assert train["num_classes"] == 1000
         assert r["scale"] == "full"
-    md = (out / "full" / "table3.md").read_text()
-    assert "Scale: **full**" in md
+    md = (out / "full" / "smoke" / "table3.md").read_text()  # a --set render: its own folder, under a banner
+    assert md.startswith("> **SMOKE RUN") and "Scale: **full**" in md and not (out / "full" / "table3.md").exists()
+    assert all(r["overrides"] == {"epochs": 1, "batch_size": 8, "input_size": 32, "workers": 0} for r in recs)
     # the label-cleaning row trained on Beyer et al.'s list only
     clean = {l.strip() for l in Path(tree["RELABEL_CLEAN_LIST"]).read_text().splitlines() if l.strip()}
     sizes = {r["experiment"].rsplit("/", 1)[1]: r["config"]["data"]["size"] for r in recs}
@@ -85,7 +86,7 @@ def test_torchrun_two_ranks_writes_one_record_per_cell(tree, tmp_path):
           "table2", "--scale", "full", *SMOKE, "--out", str(tmp_path / "rendered")], _env(tree, runs), timeout=300)
     cells = _cells(_records(runs))
     assert len(cells) == len(set(cells)) == 10  # 5 rows × (val, ReaL)
-    assert (tmp_path / "rendered" / "full" / "table2.md").is_file()
+    assert (tmp_path / "rendered" / "full" / "smoke" / "table2.md").is_file()
 
 
 def test_make_full_refuses_parallel_jobs_on_one_gpu(tree, tmp_path):

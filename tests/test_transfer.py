@@ -219,7 +219,8 @@ def test_a_backbone_of_an_earlier_pretraining_recipe_is_refused(tmp_path, monkey
     R.append(records, old)
     with pytest.raises(CheckpointError, match="earlier recipe of pretrain/resnet50/original.*retrain it"):
         current_backbone("baseline", "mini", 0, records)
-    R.append(records, {**old, "record_id": "x" * 32, "config": {"train": train}})  # retrained since
+    R.append(records, {**old, "record_id": "x" * 32, "config": {"train": train},  # retrained since
+                       "config_hash": R.config_hash({"train": train})})
     assert current_backbone("baseline", "mini", 0, records) == str(ckpt)
 
 

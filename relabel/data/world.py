@@ -43,6 +43,17 @@ def ensure_world(root: str | Path, seed: int = 0, *, preview: bool = False,
     cfg = make_config(**knobs)
     root = Path(root)
     final = root / world_name(seed, cfg)
+    if (final / "world.json").is_file() and not os.access(root, os.W_OK):
+        # A complete world never changes (its name is its identity, world.json is written last), so reading it
+        # needs no lock: a read-only data root (a shared or mounted copy) works for everything that only reads it.
+        log(f"reusing cached mini world {final} (read-only)")
+        if preview:
+            log("preview: not written, the data root is read-only")
+        return final
+    if not (final / "world.json").is_file() and root.is_dir() and not os.access(root, os.W_OK):
+        raise WorldNotWritable(f"the mini world {final} is not built yet and {root} is not writable, and building it "
+                               f"writes there; point RELABEL_DATA at a writable folder (or build it where it can be "
+                               f"written: python -m relabel.data --out DIR)")
     root.mkdir(parents=True, exist_ok=True)
     from relabel.launch import artifact
     built = []
@@ -56,6 +67,11 @@ def ensure_world(root: str | Path, seed: int = 0, *, preview: bool = False,
     if preview:
         log(f"preview: {write_preview(final)}")
     return final
+
+
+class WorldNotWritable(FileNotFoundError):
+    """The world asked for is not built and its folder cannot be written: one sentence naming the folder (a user
+    error, as a missing data folder is)."""
 
 
 def _build_locked(root: Path, final: Path, seed: int, cfg: WorldConfig, log: Callable[[str], None]) -> None:

@@ -24,8 +24,8 @@ from relabel.data.readers import (IMAGE_EXTENSIONS, class_folders, read_in_to_in
                                   val_index)
 from relabel.dist import sync_module
 from relabel.metrics import CORRUPTIONS, SEVERITIES
-from relabel.evaluators.base import (DatasetMissing, EvalContext, EvalError, EvalOptions, EvalResult, check_classes,
-                                     class_folder_samples, require)
+from relabel.evaluators.base import (DatasetMissing, EvalContext, EvalError, EvalOptions, EvalResult, FlatValLayout,
+                                     check_classes, class_folder_samples, require)
 from relabel.evaluators.classification import evaluate_real, evaluate_shankar, evaluate_val, v2_evaluator
 from relabel.evaluators.corruptions import evaluate_imagenet_c
 from relabel.evaluators.robust import evaluate_bgc, evaluate_fgsm, evaluate_imagenet_a
@@ -93,6 +93,8 @@ def check_data(names: Iterable[str], roots: DataRoots, **options) -> None:
         val = need(roots.val, "ImageNet val", "val")
         try:  # the val reader itself: its rule for class folders, so what passes here reads later
             val_paths = [p for p, _ in class_folder_samples(val, roots.classes, "ImageNet val")]
+        except FlatValLayout:  # its sentence names the one command that arranges it, not where to point
+            raise
         except EvalError as e:
             raise DatasetMissing(f"{str(e).rstrip('.')}; {roots.fix_hint()}.") from None
     for name in names:

@@ -15,6 +15,7 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 
 from relabel import outcomes as O
+from relabel.data.arrange_val import flat_val_images
 from relabel.data.readers import IMAGE_EXTENSIONS, list_class_folders
 from relabel.metrics import CORRUPTIONS, SEVERITIES
 from relabel.evaluators.roots import LAYOUTS, DataRoots
@@ -27,6 +28,10 @@ class EvalError(RuntimeError):
 
 class DatasetMissing(EvalError, FileNotFoundError):
     pass
+
+
+class FlatValLayout(DatasetMissing):
+    """ImageNet val as the official tarball unpacks it: 50,000 files in one folder, no class folders."""
 
 
 @dataclass
@@ -115,6 +120,12 @@ def class_folder_samples(root: Path, classes: tuple[str, ...], what: str, layout
     except ValueError as e:
         raise EvalError(str(e)) from None
     if not samples:
+        flat = flat_val_images(root) if layout == "val" else []
+        if flat:  # the official ILSVRC2012_img_val.tar unpacks flat; the devkit says each file's class
+            raise FlatValLayout(
+                f"{what} folder {root} holds {len(flat)} images directly (the official tarball's flat layout) but "
+                f"needs one folder per class; arrange it once with `python -m relabel.data.arrange_val {root} "
+                "--devkit ILSVRC2012_devkit_t12.tar.gz` (the devkit's ground truth).")
         raise EvalError(f"{what} folder {root} holds no images; expected {LAYOUTS[layout]}.")
     return samples
 

@@ -195,6 +195,7 @@ def _run(args, suites, robustness) -> int:
     if wrong or not words:
         raise ValueError(f"unknown suite {wrong or words}; this script runs {', '.join(suites)}")
     names = E.names_for_suites(words)
+    ck = load_checkpoint(args.ckpt, args.arch)  # the user's file first: a bad one is reported before any world builds
     roots = E.DataRoots.for_scale(args.scale, args.data_root)
     options = {}
     if robustness:
@@ -206,10 +207,13 @@ def _run(args, suites, robustness) -> int:
                        c_corruptions=[c.strip() for c in args.c_corruptions.split(",") if c.strip()],
                        c_severities=[int(s) for s in args.c_severities.split(",") if s.strip()])
     E.check_data(names, roots, **options)
+    if ck.num_classes != len(roots.classes):
+        raise CheckpointError(f"{args.ckpt} has a {ck.num_classes}-class classifier but {len(roots.classes)} classes "
+                              f"were expected (the {roots.name} evaluation sets); use a checkpoint trained on this "
+                              "dataset (or the other --scale).")
     info = init_distributed()  # under torchrun every rank evaluates its shard of each test set; rank 0 writes
     device = f"cuda:{info.local_rank}" if info.world > 1 and args.device == "cuda" else args.device
     say = print if info.main else (lambda *a, **k: None)
-    ck = load_checkpoint(args.ckpt, args.arch, num_classes=len(roots.classes))
     extra = ck.extra if isinstance(ck.extra, dict) else {}
     train_cfg = extra.get("config", {}) if isinstance(extra.get("config"), dict) else {}
     input_size = args.input_size or _stored(extra, train_cfg, "eval_input_size", "eval_input", "input_size") \

@@ -11,6 +11,8 @@ IMAGENET_ROOT or the evaluation CLIs' --data-root).
 """
 from __future__ import annotations
 
+import os
+
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -136,12 +138,13 @@ class DataRoots:
 
     @classmethod
     def for_scale(cls, scale: str, root: str | Path | None = None, given_by: str | None = "cli") -> "DataRoots":
-        """mini: a world folder, or a folder holding the default world (default: <repo>/data, where the default
-        world is generated if missing); full: the data root (required). `given_by`: see GIVEN_BY (the CLIs')."""
+        """mini: a world folder, or a folder holding the default world (default: $RELABEL_DATA, else <repo>/data,
+        where the default world is generated if missing); full: the data root (required). `given_by`: see GIVEN_BY (the CLIs')."""
         if scale == "mini":
             from relabel.data import ensure_world, make_config, world_name
             if root is None:
-                root = ensure_world(REPO_ROOT / "data", seed=0, log=lambda _: None)
+                root = ensure_world(Path(os.environ.get("RELABEL_DATA", REPO_ROOT / "data")), seed=0,
+                                    log=lambda _: None)
             elif not (Path(root) / "world.json").is_file():
                 root = Path(root) / world_name(0, make_config())  # a folder of worlds, as `--out` made it
             return cls.mini(root, given_by=given_by)
