@@ -36,7 +36,8 @@ def run_cell(ctx: launch.RunContext, arch: str, row: str) -> None:
         wall_time_s=time.time() - t0, cells=[f"table10/{'r50' if arch == 'resnet50' else 'r101'}_{row}/map"],
         extra={"init": res["init"], "label_maps": res["maps"], "steps": res["steps"],
                "eval": {"input_size": cfg.eval_input, "crop": "whole image resized (no crop)"},
-               "metric": "mean over classes with a positive of scikit-learn-style average precision, ×100"}))
+               "metric": "mean over classes with a positive of scikit-learn-style average precision, ×100"},
+        outcomes=m.get("outcomes")))
 
 
 def run_annotator(ctx: launch.RunContext) -> None:

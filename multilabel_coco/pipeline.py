@@ -19,6 +19,7 @@ from multilabel_coco import targets as _targets  # noqa: F401  (registers the ml
 from multilabel_coco.config import MultiLabelConfig, annotator_recipe
 from multilabel_coco.data import CocoSplit, read_split
 from multilabel_coco.metrics import mean_average_precision
+from relabel import outcomes as O
 from multilabel_coco.oracle import build_oracle_store
 from relabel import launch
 from relabel.annotate import annotate, whole_image_transform
@@ -83,7 +84,11 @@ def evaluate_map(model, split: CocoSplit, cfg: MultiLabelConfig, progress: bool 
     """mAP (%) on `split`: each whole image resized to eval_input² (no crop: a crop could cut a labelled object)."""
     ds = EvalSet(split.root, split.paths, whole_image_transform(cfg.eval_input), cache=cfg.cache_images)
     logits = predict(model, ds, batch_size=cfg.eval_batch, workers=cfg.workers, progress=progress)
-    return mean_average_precision(split.targets, logits.numpy())
+    out = mean_average_precision(split.targets, logits.numpy())
+    # what the mAP is computed from, so the ledger can resample the images (relabel/outcomes.py)
+    out["outcomes"] = {"map": O.encode_scores(logits.numpy(), split.targets,
+                                              O.ids_hash(Path(p).as_posix() for p in split.paths))}
+    return out
 
 
 def annotator_samples(cfg: MultiLabelConfig, train_split: CocoSplit) -> tuple[Path, list[Sample]]:

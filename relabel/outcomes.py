@@ -11,6 +11,13 @@ an image's corrupted copies that are classified right). The metric equals 100 ·
 write time). `ids` is a short hash of the ordered image identifiers (file names relative to the test set's root),
 so two records are paired image by image only when they scored the same images in the same order. 1,500 bits
 take 2 KB of JSON; at 10,000 images 13 KB.
+
+A metric that is not a mean over images (mAP: Table 10) keeps what it is computed from instead:
+
+    {"n": 2000, "kind": "scores", "classes": 10, "ids": "…", "scores": "<base64 float32 [n, classes]>",
+     "targets": "<base64 packed bits [n, classes]>"}
+
+so the ledger can resample the images (results/stats.py `map_bootstrap_var`).
 """
 from __future__ import annotations
 
@@ -63,9 +70,51 @@ def decode(entry: Mapping) -> np.ndarray:
     return c.astype(np.float64) / den
 
 
+def encode_scores(scores, targets, ids: str) -> dict:
+    """A score entry (mAP's evidence): per-image class scores [n, C] (stored as float32) and 0/1 targets [n, C]."""
+    sc = np.ascontiguousarray(np.asarray(scores, dtype=np.dtype("<f4")))
+    tg = np.asarray(targets)
+    if sc.ndim != 2 or sc.shape != tg.shape or not np.isin(tg, (0, 1)).all():
+        raise OutcomeError(f"scores and 0/1 targets must both be [n, classes], got {sc.shape} and {tg.shape}")
+    return {"n": int(sc.shape[0]), "kind": "scores", "classes": int(sc.shape[1]), "ids": ids,
+            "scores": base64.b64encode(sc.tobytes()).decode(),
+            "targets": base64.b64encode(np.packbits(tg.astype(np.uint8), axis=None).tobytes()).decode()}
+
+
+def decode_scores(entry: Mapping) -> tuple[np.ndarray, np.ndarray]:
+    """(scores float64 [n, C], targets bool [n, C]) of a score entry."""
+    n, c = int(entry["n"]), int(entry["classes"])
+    sc = np.frombuffer(base64.b64decode(entry["scores"]), dtype=np.dtype("<f4"))
+    bits = np.unpackbits(np.frombuffer(base64.b64decode(entry["targets"]), dtype=np.uint8))[:n * c]
+    if sc.size != n * c or bits.size != n * c:
+        raise OutcomeError(f"a score entry holds {sc.size} scores / {bits.size} targets, its header says {n} × {c}")
+    return sc.astype(np.float64).reshape(n, c), bits.astype(bool).reshape(n, c)
+
+
+def is_scores(entry: Mapping) -> bool:
+    return entry.get("kind") == "scores"
+
+
 def of(record: Mapping, metric: str) -> Mapping | None:
     """The outcome entry of `metric` in a record, or None (records before per-image outcomes have none)."""
     return (record.get(FIELD) or {}).get(metric)
+
+
+def paired_scores(records_a: list[Mapping], records_b: list[Mapping], metric: str) -> list | None:
+    """[(scores_a, scores_b, targets)] per seed-paired record for a score metric (mAP), or None unless every record
+    carries score entries of the same images with the same targets."""
+    out, ids = [], None
+    for ra, rb in zip(records_a, records_b):
+        ea, eb = of(ra, metric), of(rb, metric)
+        if ea is None or eb is None or not (is_scores(ea) and is_scores(eb)) or ea["ids"] != eb["ids"] \
+                or (ids is not None and ea["ids"] != ids):
+            return None
+        ids = ea["ids"]
+        (sa, ta), (sb, tb) = decode_scores(ea), decode_scores(eb)
+        if not np.array_equal(ta, tb):
+            return None
+        out.append((sa, sb, ta))
+    return out or None
 
 
 def paired_matrix(records_a: list[Mapping], records_b: list[Mapping], metric_a: str, metric_b: str
@@ -75,7 +124,8 @@ def paired_matrix(records_a: list[Mapping], records_b: list[Mapping], metric_a: 
     rows, ids = [], None
     for ra, rb in zip(records_a, records_b):
         ea, eb = of(ra, metric_a), of(rb, metric_b)
-        if ea is None or eb is None or ea["ids"] != eb["ids"] or (ids is not None and ea["ids"] != ids):
+        if ea is None or eb is None or ea["ids"] != eb["ids"] or (ids is not None and ea["ids"] != ids) \
+                or is_scores(ea) or is_scores(eb):
             return None
         ids = ea["ids"]
         rows.append(100.0 * (decode(ea) - decode(eb)))

@@ -182,7 +182,9 @@ def validate(rec: Mapping[str, Any], where: str = "record") -> None:
         if k not in rec["dataset"]:
             raise RecordError(f"{where}: dataset lacks '{k}'")
     if not isinstance(rec.get("outcomes", {}), dict) or any(
-            not isinstance(v, dict) or not {"n", "den", "ids", "counts"} <= set(v) for v in rec.get("outcomes", {}).values()):
+            not isinstance(v, dict) or not ({"n", "den", "ids", "counts"} <= set(v)
+                                            or {"n", "ids", "classes", "scores", "targets"} <= set(v))
+            for v in rec.get("outcomes", {}).values()):
         raise RecordError(f"{where}: field 'outcomes' must map metrics to per-image outcome entries")
     for name, value in rec["metrics"].items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):

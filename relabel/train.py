@@ -262,6 +262,22 @@ class LabelPoolingCollate:
         return x, boxes, flips, labels, rows, target
 
 
+def _load_last(path: Path, device) -> dict:
+    """A run's resume checkpoint; one that cannot be read (cut short by something other than our atomic save, or
+    not a checkpoint) is a CheckpointError naming it, never a traceback from inside torch."""
+    from relabel.checkpoint import CheckpointError
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # torch raises RuntimeError, pickle's UnpicklingError, EOFError, … for a damaged file
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"the resume checkpoint {path} cannot be read ({why[:120]}); delete it to train this "
+                              "run from the start.") from None
+    if not isinstance(state, dict) or "config" not in state:
+        raise CheckpointError(f"{path} is not a resume checkpoint of this trainer; delete it to train this run from "
+                              "the start.")
+    return state
+
+
 def set_aside_stale(train_dir: Path, tcfg) -> Path | None:
     """Moves a run's checkpoints written under an earlier recipe (its records are stale, so `make` runs the cell
     again) to `<dir>.stale-<old config hash>`, so the current recipe trains afresh instead of the trainer refusing
@@ -269,7 +285,7 @@ def set_aside_stale(train_dir: Path, tcfg) -> Path | None:
     last = train_dir / "last.pt"
     if not last.exists():
         return None
-    saved = torch.load(last, map_location="cpu", weights_only=True)["config"]
+    saved = _load_last(last, "cpu")["config"]
     if saved == tcfg.to_dict():
         return None
     dest = set_aside(train_dir, config_hash(saved))
@@ -471,7 +487,7 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
     step, wall, teacher_fw, data_wait = 0, 0.0, 0, 0.0
     ckpt_seconds = checkpoint_seconds()  # (not in cfg: when to save changes no result, so it is in no recipe hash)
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        state = _load_last(ckpt_path, device)
         if state["config"] != cfg.to_dict():
             raise RuntimeError(f"{ckpt_path} was written by a run with another config; use a new workdir or "
                                "delete it to start over")

@@ -300,8 +300,9 @@ VERDICT_RULE = (
     "**Verdict rule** (docs/statistics.md; fixed before the runs in docs/statistics-plan.md). Ours is paired by "
     "seed: per seed both cells have, d = a − b. The **95% interval** of Δ counts seed noise *and* test-set noise: "
     "from the per-image outcomes the records carry (a two-way seeds × images analysis of variance), else from the "
-    "binomial variance of the two accuracies on the test set's size (marked 'binomial'), else seed noise alone "
-    "(marked 'seeds only': AP, mAP and crop statistics do not decompose per image).",
+    "binomial variance of the two accuracies on the test set's size (marked 'binomial'); for mAP from a paired "
+    "image bootstrap of the per-image scores the records carry (marked 'bootstrap'); else seed noise alone "
+    "(marked 'seeds only': detection AP and the crop statistics).",
     "- Directional claims: **holds** when the interval lies on the paper's side of 0, **opposite** when it lies on "
     "the other side, **inconclusive** when it covers 0.",
     "- Invariance claims (the paper says a ≈ b): **equivalent** when the 90% interval lies inside ±margin (two "
@@ -373,8 +374,9 @@ _ACCURACY = {"val", "v2-top-images", "v2-matched-frequency", "v2-threshold0.7", 
 
 
 def _test_noise(claim: Claim, a: render.Cell, b: render.Cell, seeds: list) -> tuple[str, object]:
-    """('per-image', z[seed, image]) when every paired record carries outcomes of the same images; ('binomial',
-    variance of the mean difference) for an accuracy; else ('seeds only', 0)."""
+    """('per-image', z[seed, image]) when every paired record carries outcomes of the same images; ('bootstrap',
+    variance) when they carry per-image scores (mAP); ('binomial', variance of the mean difference) for an
+    accuracy; else ('seeds only', 0)."""
     ra = [r for s in seeds for r in a.records if r["seed"] == s]
     rb = [r for s in seeds for r in b.records if r["seed"] == s]
     if len(ra) != len(seeds) or len(rb) != len(seeds):  # cells made by hand (tests) carry no records
@@ -383,6 +385,9 @@ def _test_noise(claim: Claim, a: render.Cell, b: render.Cell, seeds: list) -> tu
     z = O.paired_matrix(ra, rb, metric_a, metric_b)
     if z is not None and z.shape[1] > 1:
         return "per-image", z
+    pairs = O.paired_scores(ra, rb, metric_a) if metric_a == metric_b else None
+    if pairs is not None:  # mAP: the images resampled, the same draw for every seed and both arms
+        return "bootstrap", S.map_bootstrap_var(pairs)
     if all(r["evaluator"] in _ACCURACY for r in ra + rb):
         size = min(int(r["dataset"]["size"]) // _COPIES.get(r["evaluator"], 1) for r in ra + rb)
         pa, pb = statistics.fmean(a.values[s] for s in seeds) / 100, statistics.fmean(b.values[s] for s in seeds) / 100

@@ -152,6 +152,40 @@ def binomial_test_var(p_a: float, p_b: float, n_images: int) -> float:
     return (p_a * (1 - p_a) + p_b * (1 - p_b)) / max(int(n_images), 1)
 
 
+def weighted_map(scores, targets, weights) -> np.ndarray:
+    """mAP in % (classes with a positive; scikit-learn's tie-aware average precision, as multilabel_coco/metrics.py)
+    of scores [N, C] against targets [N, C] under image weights [B, N] (bootstrap multiplicities): [B]. With unit
+    weights it is the metric itself."""
+    scores, targets = np.asarray(scores, dtype=np.float64), np.asarray(targets, dtype=bool)
+    weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    n_boot, aps = weights.shape[0], []
+    for c in range(scores.shape[1]):
+        if not targets[:, c].any():
+            continue
+        order = np.argsort(-scores[:, c], kind="stable")
+        s, t = scores[order, c], targets[order, c]
+        last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]  # the last index of each run of tied scores
+        w = weights[:, order]
+        tp, n = np.cumsum(w * t, axis=1)[:, last], np.cumsum(w, axis=1)[:, last]
+        pos = tp[:, -1:]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            recall = tp / pos
+            precision = np.where(n > 0, tp / np.where(n > 0, n, 1), 0.0)
+            aps.append(np.sum(np.diff(np.c_[np.zeros((n_boot, 1)), recall], axis=1) * precision, axis=1))
+    with np.errstate(invalid="ignore"):
+        return 100.0 * np.nanmean(np.stack(aps), axis=0)
+
+
+def map_bootstrap_var(pairs: list, n_boot: int = 400, seed: int = 0) -> float:
+    """Test-set variance of the seed-mean mAP difference: the images are resampled (the same draw for every seed and
+    both arms: a paired bootstrap, Efron & Tibshirani 1993), each draw's mean over seeds of mAP_a − mAP_b, and their
+    variance. `pairs`: [(scores_a, scores_b, targets)] per seed, all on one test set. Deterministic (`seed`)."""
+    n = pairs[0][2].shape[0]
+    w = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+    d = np.mean([weighted_map(sa, t, w) - weighted_map(sb, t, w) for sa, sb, t in pairs], axis=0)
+    return float(np.var(d, ddof=1))
+
+
 # ---- verdicts --------------------------------------------------------------------------------------------------
 def directional(iv: Interval, sign: int) -> str:
     """'holds' when the 95% interval lies on the paper's side of 0 (sign +1: a > b), 'opposite' on the other,

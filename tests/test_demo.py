@@ -12,7 +12,8 @@ TOP1 = {"pretrain/resnet50/original": 50.0, "pretrain/resnet50/label_smoothing":
 def _record(experiment, evaluator, seed, top1):
     metrics = {"no_overlap_pct": 10.0, "iou_gt_05_pct": 20.0} if evaluator == "crop_iou" else {"top1": top1}
     return R.make_record(experiment=experiment, evaluator=evaluator, metrics=metrics, config={"fake": True},
-                         scale="mini", seed=seed, dataset={"name": "fake", "split": "val", "size": 1}, wall_time_s=0)
+                         scale="mini", seed=seed, dataset={"name": "fake", "split": "val", "size": 10 ** 6},
+                         wall_time_s=0)  # a test set large enough that its binomial noise cannot hide +2.5
 
 
 def _registry(calls):
@@ -45,7 +46,7 @@ def test_the_demo_reruns_its_runs_beside_the_committed_records(monkeypatch, tmp_
     assert sorted(calls) == sorted((e, 0) for e in demo.DEMO_RUNS)  # trained here, only the demo's runs
     text = capsys.readouterr().out
     line = next(l for l in text.splitlines() if l.startswith("| ReLabel beats the original labels on ImageNet val"))
-    assert "| +3.00 |" in line and "+2.50 ± 0.00 (n=3)" in line and "holds beyond noise" in line
+    assert "| +3.00 |" in line and "+2.50 ± 0.00 (n=3)" in line and line.endswith("| holds |")
     assert "| LabelPooling on oracle maps" in text and "| ReLabel beats the original labels on ReaL" in text
     assert "label cleaning" not in text and "label smoothing" not in text  # their runs are not the demo's
     assert (out / "mini" / "demo.md").read_text().count("\n| ") == 1 + len(demo.demo_claims(demo.DEMO_RUNS))

@@ -284,6 +284,24 @@ def test_a_kill_before_the_first_step_checkpoint_resumes_from_the_timed_one(tmp_
     assert [k for k in a if not torch.equal(a[k], b[k])] == []
 
 
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 cut short", b"not a checkpoint at all"])
+def test_a_damaged_resume_checkpoint_is_one_sentence_naming_it(tmp_path, content):
+    from relabel import train as TR
+    from relabel.checkpoint import CheckpointError
+    from relabel.loader import TrainSet
+    from tests.test_train import TINY, _folder
+    samples = _folder(tmp_path / "data")
+    cfg = TR.TrainConfig(**TINY)
+    ds = TrainSet(str(tmp_path / "data"), samples, TR.train_transform_for(cfg), seed=cfg.seed)
+    (tmp_path / "wd").mkdir()
+    (tmp_path / "wd" / "last.pt").write_bytes(content)
+    with pytest.raises(CheckpointError) as e:
+        TR.train(cfg, ds, tmp_path / "wd", progress=False)
+    msg = str(e.value)
+    assert str(tmp_path / "wd" / "last.pt") in msg and "delete it" in msg and len(msg.splitlines()) == 1
+    assert (tmp_path / "wd" / "last.pt").read_bytes() == content  # nothing is overwritten behind the user
+
+
 def test_the_checkpoint_interval_enters_no_recipe(monkeypatch):
     from relabel import train as TR
     from relabel.configs import ConfigError

@@ -72,3 +72,45 @@ def test_the_ledger_is_rejudged_from_the_records_alone_byte_for_byte(tmp_path):
     assert "per-image" in md
     row = next(r for r in claims.ledger(R.read(path)) if r.claim.id == "table3/relabel-original/val")
     assert ledger.interval_text(row) in md
+
+
+def test_map_entries_round_trip_and_the_weighted_map_is_the_metric():
+    from multilabel_coco.metrics import mean_average_precision
+    rng = np.random.default_rng(0)
+    targets = rng.random((200, 6)) < 0.3
+    targets[:, 5] = False  # a class without positives is left out of the mean, as the metric does
+    scores = np.round(rng.normal(size=(200, 6)) + targets, 1)  # rounded: ties, which the metric groups
+    e = O.encode_scores(scores, targets, "ids")
+    s2, t2 = O.decode_scores(e)
+    assert np.array_equal(t2, targets) and np.allclose(s2, scores.astype(np.float32))
+    assert S.weighted_map(s2, t2, np.ones((1, 200)))[0] == pytest.approx(mean_average_precision(t2, s2)["map"])
+    # a bootstrap weight vector is the metric on the resampled images
+    idx = rng.integers(0, 200, 200)
+    w = np.bincount(idx, minlength=200)[None, :]
+    assert S.weighted_map(s2, t2, w)[0] == pytest.approx(mean_average_precision(t2[idx], s2[idx])["map"])
+
+
+def test_map_claims_count_test_noise_by_a_paired_bootstrap():
+    """Table 10's cells with score entries: the ledger's test-set variance is the paired image bootstrap's, and the
+    interval is wider than the seeds-only one."""
+    rng = np.random.default_rng(1)
+    targets = rng.random((300, 5)) < 0.3
+    ids = O.ids_hash(str(i) for i in range(300))
+    recs = []
+    for seed in (0, 1, 2):
+        for row, gain in (("machine", 0.6), ("baseline", 0.0)):
+            scores = rng.normal(size=targets.shape) + (1.0 + gain) * targets
+            m = S.weighted_map(scores, targets, np.ones((1, 300)))[0]
+            recs.append(R.make_record(experiment=f"multilabel_coco/resnet50/{row}", evaluator="coco-val",
+                                      metrics={"map": float(m)}, config={"fixture": True}, scale="mini", seed=seed,
+                                      dataset={"name": "coco", "split": "val", "size": 300}, wall_time_s=1.0,
+                                      outcomes={"map": O.encode_scores(scores, targets, ids)}))
+    row = next(r for r in claims.ledger(recs) if r.claim.id == "table10/r50_machine-r50_baseline")
+    assert row.test_noise == "bootstrap" and row.interval.test_var > 0 and row.n == 3
+    seeds_only = S.seed_interval(_diffs(recs))
+    assert row.interval.hi - row.interval.lo > seeds_only.hi - seeds_only.lo
+
+
+def _diffs(recs):
+    by = {(r["experiment"].split("/")[-1], r["seed"]): r["metrics"]["map"] for r in recs}
+    return [by["machine", s] - by["baseline", s] for s in (0, 1, 2)]

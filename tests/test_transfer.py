@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from relabel import outcomes
 import torch
 from PIL import Image
 
@@ -75,6 +77,10 @@ def test_finegrained_grid_trains_scores_and_resumes(tmp_path, monkeypatch):
     assert len(res["points"]) == 2 and all(p["steps"] == 2 for p in res["points"])
     assert 0 <= res["top1_selected_on_holdout"] <= res["top1_best_on_test"] <= 100
     assert res["num_classes"] == 3
+    # per-image outcomes of the two protocols' grid points (issue 25), kept out of the grid listing
+    for metric in ("top1_best_on_test", "top1_selected_on_holdout"):
+        assert 100 * outcomes.decode(res["outcomes"][metric]).mean() == pytest.approx(res[metric])
+    assert all("test_outcome" not in p for p in res["points"])
     saved = sorted(p.name for p in (tmp_path / "wd" / "grid").glob("*.json"))
     assert saved == ["lr0.01_wd0.json", "lr0.1_wd0.json"]
     assert not list((tmp_path / "wd" / "grid").glob("*/last.pt"))  # weights are not kept per grid point
@@ -83,7 +89,7 @@ def test_finegrained_grid_trains_scores_and_resumes(tmp_path, monkeypatch):
         raise AssertionError("a finished grid point was trained again")
     monkeypatch.setattr(FG, "train", no_training)
     again = FG.run_grid(cfg, bb, tmp_path / "wd", seed=0, log=lambda *_: None)
-    assert again["points"] == res["points"]
+    assert again["points"] == res["points"] and again["outcomes"] == res["outcomes"]
 
 
 def test_finegrained_config_errors(tmp_path):

@@ -85,7 +85,8 @@ def run_finegrained(ctx: launch.RunContext, task: str, pretrain: str) -> None:
                              "top1_selected_on_holdout": "test top-1 of the grid point best on the holdout split"},
                "paper_point": res["paper_point"], "selected_point": res["selected_point"], "grid": res["points"],
                "backbone_checkpoint": ckpt, "backbone_sha256": bb.sha256,
-               "eval": {"input_size": cfg.input_size, "crop_ratio": cfg.eval_crop_ratio}})
+               "eval": {"input_size": cfg.input_size, "crop_ratio": cfg.eval_crop_ratio}},
+        outcomes=res["outcomes"])
     ctx.append(rec)
 
 
