@@ -82,23 +82,32 @@ def textured_image(rng: np.random.Generator, w: int, h: int) -> Image.Image:
     return img
 
 
-def build_images(root: Path, n: int, seed: int = 0, small: bool = False) -> list[str]:
-    """The n JPEGs under root/<wnid>/ (made once: a finished tree has its manifest.json) and their relative paths."""
+def _write_image(root: Path, seed: int, small: bool, i: int) -> str:
+    rng = np.random.default_rng([seed, i])
+    w, h = _image_size(rng)
+    if small:
+        w, h = max(32, w // 4), max(32, h // 4)
+    rel = f"n{i % 100:08d}/n{i % 100:08d}_{i}.JPEG"
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    textured_image(rng, w, h).save(buf, "JPEG", quality=92)
+    (root / rel).write_bytes(buf.getvalue())
+    return rel
+
+
+def build_images(root: Path, n: int, seed: int = 0, small: bool = False, processes: int = 1) -> list[str]:
+    """The n JPEGs under root/<wnid>/ (made once: a finished tree has its manifest.json) and their relative paths;
+    image i depends only on (seed, i), so `processes` > 1 makes the same tree faster."""
     manifest = root / "manifest.json"
     if manifest.exists():
         return json.loads(manifest.read_text())["paths"]
-    paths = []
-    for i in range(n):
-        rng = np.random.default_rng([seed, i])
-        w, h = _image_size(rng)
-        if small:
-            w, h = max(32, w // 4), max(32, h // 4)
-        rel = f"n{i % 100:08d}/n{i % 100:08d}_{i}.JPEG"
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        buf = io.BytesIO()
-        textured_image(rng, w, h).save(buf, "JPEG", quality=92)
-        (root / rel).write_bytes(buf.getvalue())
-        paths.append(rel)
+    make = functools.partial(_write_image, root, seed, small)
+    if processes > 1:
+        import multiprocessing
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            paths = pool.map(make, range(n), chunksize=max(1, n // (8 * processes)))
+    else:
+        paths = [make(i) for i in range(n)]
     write_json_atomic(manifest, {"version": DATA_VERSION, "n": n, "seed": seed, "paths": paths})
     return paths
 

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from relabel.progress import bar as progress_bar
 
 from relabel.data.readers import ShankarLabels, val_index
+from relabel.dist import batch_shard, sync_module
 
 # ImageNet-C (Hendrycks & Dietterich): AlexNet's error averaged over severities 1-5, per corruption. mCE divides
 # by these, so they are looked up by name; a positional list silently misaligns when corruptions are reordered.
@@ -35,20 +36,23 @@ SEVERITIES = (1, 2, 3, 4, 5)
 @torch.no_grad()
 def predict(model: nn.Module, dataset, batch_size: int = 256, workers: int = 0, device=None,
             desc: str = "eval", progress: bool = True) -> torch.Tensor:
-    """Logits [N, C] (float32, on the CPU) of `dataset` items (image, index), in dataset order."""
+    """Logits [N, C] (float32, on the CPU) of `dataset` items (image, index), in dataset order. Under torchrun each
+    rank forwards its share of the batches (`relabel.dist.BatchShard`: the batches one process forms) with rank 0's
+    weights (`relabel.dist.sync_module`) and every rank gets all N rows, the same bit for bit as rank 0 computes
+    alone."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    sync_module(model)
     was_training = model.training
     model.eval()
-    out = [None] * len(dataset)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=False)
+    shard = batch_shard(len(dataset), batch_size)
+    loader = DataLoader(dataset, batch_sampler=shard.batches, num_workers=workers)
     amp = device.type == "cuda"
-    for x, idx in progress_bar(iterable=loader, desc=desc, disable=not progress, leave=False):
+    rows = []
+    for x, _ in progress_bar(iterable=loader, desc=desc, disable=not progress or shard.rank > 0, leave=False):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(x.to(device, non_blocking=True)).float().cpu()
-        for i, row in zip(idx.tolist(), logits):
-            out[i] = row
+            rows.append(model(x.to(device, non_blocking=True)).float().cpu())
     model.train(was_training)
-    return torch.stack(out)
+    return shard.gather(rows)
 
 
 def topk_accuracy(logits: torch.Tensor, labels: Sequence[int], ks=(1, 5)) -> dict:

@@ -518,7 +518,7 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
                                                                 finish=not on_device))
     model.train()
     t_start = time.time()
-    waits = _DataWait(workers)
+    waits = _DataWait(workers, device)
     last_save = time.monotonic()
     while step < total:
         epoch, start = divmod(step, spe)
@@ -602,10 +602,14 @@ class _DataWait:
     """How long the training loop waits for the loader: per batch, the time `next()` blocks (the data wait) and
     the time from one batch's request to the next (the step, data wait included), summed per logging interval
     and over the run. The first interval (worker start-up) never warns; a later one whose wait exceeds
-    DATA_WAIT_WARN of its step time warns once a run."""
+    DATA_WAIT_WARN of its step time warns once a run, where the loader can hold a device back: loader workers that
+    run beside the step, or an accelerator that idles while the batch is made. In-process loading on a CPU
+    (workers=0, every mini run) makes the batch and then the step on the same cores: its wait is part of the work,
+    not a stall another setting would remove, so it never warns; its fraction is recorded all the same."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, device: torch.device | None = None):
         self.workers, self.total_s = workers, 0.0
+        self.can_hold_back = workers > 0 or (device is not None and device.type != "cpu")
         self._wait = self._step = 0.0
         self._n, self._intervals, self._warned = 0, 0, False
 
@@ -635,7 +639,8 @@ class _DataWait:
         return out
 
     def warn(self, wait_ms: float, step_ms: float) -> bool:
-        if self._warned or self._intervals < 2 or step_ms <= 0 or wait_ms <= DATA_WAIT_WARN * step_ms:
+        if (not self.can_hold_back or self._warned or self._intervals < 2 or step_ms <= 0
+                or wait_ms <= DATA_WAIT_WARN * step_ms):
             return False
         self._warned = True
         return True

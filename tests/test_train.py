@@ -183,3 +183,21 @@ def test_a_loader_that_holds_the_step_back_warns_once(monkeypatch):
             if waits.warn(wait_ms, step_ms):
                 msgs.append(waits.warning(wait_ms, step_ms))
     assert len(msgs) == 1 and "1000 ms of each 2000 ms step (50%)" in msgs[0] and "3 loader workers" in msgs[0]
+
+
+def test_in_process_loading_on_a_cpu_never_warns_but_a_gpu_or_workers_do(monkeypatch):
+    """Item 2 of issue 27's follow-up: a mini run (workers=0 on a CPU) makes each batch and then its step on the same
+    cores, so its wait is no stall and must not warn on every run; workers or a GPU can be held back and do. The
+    wait is counted either way (it goes into the record's data_wait_fraction)."""
+    def run(workers, device):
+        clock = iter(range(10**6))
+        monkeypatch.setattr(TR.time, "perf_counter", lambda: float(next(clock)))
+        waits = TR._DataWait(workers, device)
+        warned = 0
+        for i, _ in enumerate(waits.timed(range(40))):  # half of every step waits for data
+            if i % 10 == 9:
+                warned += waits.warn(*waits.interval())
+        return warned, waits.total_s
+    assert run(0, torch.device("cpu")) == (0, 40.0)
+    assert run(0, torch.device("cuda")) == (1, 40.0)  # a device object only: no GPU needed
+    assert run(2, torch.device("cpu")) == (1, 40.0)

@@ -22,6 +22,7 @@ import torch.nn as nn
 
 from relabel.data.readers import (IMAGE_EXTENSIONS, class_folders, read_in_to_in9, read_real_labels, read_shankar,
                                   val_index)
+from relabel.dist import sync_module
 from relabel.metrics import CORRUPTIONS, SEVERITIES
 from relabel.evaluators.base import (DatasetMissing, EvalContext, EvalError, EvalOptions, EvalResult, FlatValLayout,
                                      check_classes, class_folder_samples, require)
@@ -183,6 +184,7 @@ def _has_image(folder: Path) -> bool:
 def _context(model, roots, input_size, crop_ratio, device, batch_size, workers, progress, cache, options):
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device)
+    sync_module(model)  # under torchrun the ranks evaluate shards of one model: rank 0's
     ctx = EvalContext(model, roots, int(input_size), float(crop_ratio), device, batch_size, workers, progress,
                       options, cache if cache is not None else {})
     check_classes(ctx)

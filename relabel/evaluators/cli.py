@@ -1,8 +1,11 @@
 """The command line shared by `python eval_real/run.py` and `python robustness/run.py`.
 
 Both load one checkpoint, run the chosen suites from the evaluator registry, append one run record per evaluator
-and print a summary table. Errors a user can cause (missing dataset folder, checkpoint of the wrong architecture
-or class count, unknown suite) end in one sentence on stderr and exit status 1 (2 for bad options).
+and print a summary table. Under `torchrun --standalone --nproc_per_node=N eval_real/run.py ...` each rank
+evaluates its share of every test set (relabel.dist.BatchShard) and rank 0 prints and writes the records, with
+the metrics and per-image outcomes one process would write. Errors a user can cause (missing dataset folder,
+checkpoint of the wrong architecture or class count, unknown suite) end in one sentence on stderr and exit status
+1 (2 for bad options).
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import torch
 from relabel import evaluators as E
 from relabel import records as R
 from relabel.checkpoint import CheckpointError, load_checkpoint
+from relabel.dist import init_distributed, is_main
 from relabel.evaluators.roots import FULL_TREE
 from relabel.launch import runs_root
 
@@ -166,8 +170,13 @@ def main(argv: list[str] | None, *, prog: str, description: str, suites: tuple[s
     try:
         return _run(args, suites, robustness)
     except (E.EvalError, CheckpointError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        if is_main():  # every rank meets the same error: say it once
+            print(f"error: {e}", file=sys.stderr)
         return 1
+    finally:
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def _stored(extra: dict, train_cfg: dict, *keys):
@@ -202,6 +211,9 @@ def _run(args, suites, robustness) -> int:
         raise CheckpointError(f"{args.ckpt} has a {ck.num_classes}-class classifier but {len(roots.classes)} classes "
                               f"were expected (the {roots.name} evaluation sets); use a checkpoint trained on this "
                               "dataset (or the other --scale).")
+    info = init_distributed()  # under torchrun every rank evaluates its shard of each test set; rank 0 writes
+    device = f"cuda:{info.local_rank}" if info.world > 1 and args.device == "cuda" else args.device
+    say = print if info.main else (lambda *a, **k: None)
     extra = ck.extra if isinstance(ck.extra, dict) else {}
     train_cfg = extra.get("config", {}) if isinstance(extra.get("config"), dict) else {}
     input_size = args.input_size or _stored(extra, train_cfg, "eval_input_size", "eval_input", "input_size") \
@@ -213,25 +225,26 @@ def _run(args, suites, robustness) -> int:
     config = {"checkpoint": str(Path(args.ckpt).resolve()), "checkpoint_sha256": ck.sha256[:16],
               "checkpoint_format": ck.format, "arch": ck.arch, "model_kwargs": ck.model_kwargs,
               "num_classes": ck.num_classes}
-    print(f"{experiment}: timm {ck.arch} ({ck.num_classes} classes) on {roots.name} [{args.scale}], "
-          f"input {input_size} px, crop ratio {crop_ratio}, device {args.device}")
+    say(f"{experiment}: timm {ck.arch} ({ck.num_classes} classes) on {roots.name} [{args.scale}], "
+        f"input {input_size} px, crop ratio {crop_ratio}, device {device}"
+        f"{f', {info.world} ranks' if info.world > 1 else ''}")
     cache, rows = {}, []
     for name in names:
         t = time.perf_counter()
         res = E.evaluate(name, ck.model, roots, input_size=input_size, crop_ratio=crop_ratio,
-                         device=args.device, batch_size=args.batch_size, workers=args.workers,
+                         device=device, batch_size=args.batch_size, workers=args.workers,
                          progress=not args.no_progress, cache=cache, **options)
         secs = time.perf_counter() - t
         rows.append((name, res, secs))
         label, value, note = headline(name, res)
-        print(f"  {name}: {label} = {value} ({secs:.1f} s){f'; {note}' if note else ''}", flush=True)
-        if not args.no_records:
+        say(f"  {name}: {label} = {value} ({secs:.1f} s){f'; {note}' if note else ''}", flush=True)
+        if not args.no_records and info.main:
             R.append(records_path, R.make_record(
                 experiment=experiment, evaluator=name, metrics=res.metrics, config={**config, **res.params},
                 scale=args.scale, seed=seed, dataset=res.dataset, wall_time_s=secs,
                 cells=(), extra={"checkpoint_meta": extra} if extra else None, outcomes=res.outcomes))
-    print()
-    print(summary_table(rows, f"Summary — {experiment} on {roots.name} ({args.scale}), metrics in %"))
+    say()
+    say(summary_table(rows, f"Summary — {experiment} on {roots.name} ({args.scale}), metrics in %"))
     if not args.no_records:
-        print(f"records: {len(rows)} appended to {records_path} (experiment '{experiment}', seed {seed})")
+        say(f"records: {len(rows)} appended to {records_path} (experiment '{experiment}', seed {seed})")
     return 0

@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 from relabel.progress import bar as progress_bar
 
+from relabel.dist import batch_shard, is_main
 from relabel.metrics import ALEXNET_ERR, SEVERITIES, corruption_summary, predict, topk_accuracy
 from relabel.evaluators.base import EvalContext, EvalError, EvalResult, PathSet, class_folder_samples, hits_entry
 from relabel.evaluators.classification import val_samples
@@ -148,7 +149,7 @@ def evaluate_imagenet_c(ctx: EvalContext) -> EvalResult:
         else o.c_images
     acc, sizes, hits, hit_paths = {}, set(), None, None  # hits: per image, its corrupted copies classified right
     cells = [(c, s) for c in o.c_corruptions for s in o.c_severities]
-    bar = progress_bar(iterable=cells, desc="imagenet-c", disable=not ctx.progress, leave=False)
+    bar = progress_bar(iterable=cells, desc="imagenet-c", disable=not ctx.progress or not is_main(), leave=False)
     if rendered is None:
         if ctx.input_size < MIN_SIZE:
             raise EvalError(f"ImageNet-C on the fly needs an input size of at least {MIN_SIZE} px "
@@ -156,7 +157,10 @@ def evaluate_imagenet_c(ctx: EvalContext) -> EvalResult:
         paths, labels = val_samples(ctx)
         keep = _subset(len(paths), n_images, o.c_seed)
         crop = T.Compose(ctx.transform(normalize=False).transforms[:-1])  # Resize + CenterCrop, no ToTensor
-        crops = [np.array(crop(load_rgb(paths[i])), dtype=np.uint8) for i in keep]
+        # under torchrun a rank decodes only the crops of its batches (predict shards by the same batch size)
+        crops = [None] * len(keep)
+        for j in batch_shard(len(keep), ctx.batch_size).indices():
+            crops[j] = np.array(crop(load_rgb(paths[keep[j]])), dtype=np.uint8)
         labels = [labels[i] for i in keep]
         clean = predict(ctx.model, CleanSet(crops), ctx.batch_size, 0, ctx.device, progress=False)
         extra = {"clean_top1": topk_accuracy(clean, labels, ks=(1,))["top1"]}

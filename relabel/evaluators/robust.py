@@ -19,6 +19,7 @@ from torchvision.transforms.v2 import functional as TF
 from relabel.progress import bar as progress_bar
 
 from relabel.data.readers import read_fg_mask, read_imagenet_a, read_in9, read_in_to_in9
+from relabel.dist import batch_shard
 from relabel.metrics import Normalized, coarse_predictions, fgsm, predict, subset_accuracy
 from relabel.evaluators.base import EvalContext, EvalError, EvalResult, PathSet, hits_entry, normalize_tensor
 from relabel.evaluators.classification import val_samples
@@ -33,17 +34,18 @@ def evaluate_fgsm(ctx: EvalContext) -> EvalResult:
     model01 = Normalized(ctx.model, IMAGENET_MEAN, IMAGENET_STD).to(ctx.device).eval()
     was = ctx.model.training
     ctx.model.eval()
+    shard = batch_shard(len(paths), ctx.batch_size)  # under torchrun each rank attacks its share of the batches
     loader = torch.utils.data.DataLoader(PathSet(paths, ctx.transform(normalize=False)),
-                                         batch_size=ctx.batch_size, num_workers=ctx.workers)
+                                         batch_sampler=shard.batches, num_workers=ctx.workers)
     labels_t = torch.as_tensor(labels)
-    clean, adv = torch.zeros(len(paths), dtype=torch.bool), torch.zeros(len(paths), dtype=torch.bool)
-    for x, idx in progress_bar(iterable=loader, desc=f"fgsm ε={eps:.4g}", disable=not ctx.progress,
+    rows = []  # per image: (clean hit, adversarial hit)
+    for x, idx in progress_bar(iterable=loader, desc=f"fgsm ε={eps:.4g}", disable=not ctx.progress or shard.rank > 0,
                                leave=False):
         x, y = x.to(ctx.device), labels_t[idx].to(ctx.device)
         x_adv = fgsm(model01, x, y, eps)
         with torch.no_grad():
-            clean[idx] = (model01(x).argmax(1) == y).cpu()
-            adv[idx] = (model01(x_adv).argmax(1) == y).cpu()
+            rows.append(torch.stack([model01(x).argmax(1) == y, model01(x_adv).argmax(1) == y], 1).cpu())
+    clean, adv = shard.gather(rows).unbind(1)
     ctx.model.train(was)
     metrics = {"top1": 100.0 * adv.double().mean().item(), "clean_top1": 100.0 * clean.double().mean().item()}
     return EvalResult(metrics, ctx.dataset("imagenet-val", "val", len(paths), ctx.roots.val),
@@ -135,8 +137,12 @@ def background_challenge(ctx: EvalContext, root, in_to_in9: np.ndarray) -> dict:
     backgrounds = torch.stack([_uint8_chw(p, size) for p, _ in bgs]).to(ctx.device)
     table = torch.as_tensor(in_to_in9, device=ctx.device)
     ctx.model.eval()
-    vulnerable, forwards = 0, 0
-    for path, label in progress_bar(iterable=fgs, desc="bgc challenge", disable=not ctx.progress, leave=False):
+    shard = batch_shard(len(fgs), 1)  # under torchrun each rank takes every world-th foreground
+    rows = []  # per foreground: (vulnerable, forwards)
+    for i in progress_bar(iterable=shard.indices(), desc="bgc challenge", disable=not ctx.progress or shard.rank > 0,
+                          leave=False):
+        path, label = fgs[i]
+        vulnerable, forwards = 0, 0
         image = _uint8_chw(path, size).to(ctx.device)
         try:
             mask = read_fg_mask(root, path)
@@ -155,9 +161,11 @@ def background_challenge(ctx: EvalContext, root, in_to_in9: np.ndarray) -> dict:
                 logits = ctx.model(_whole_image(composite, ctx.input_size)).float()
             forwards += len(bg)
             if (table[logits.argmax(1)] != label).any():
-                vulnerable += 1
+                vulnerable = 1
                 break
             start, chunk = start + len(bg), min(2 * chunk, ctx.batch_size)
+        rows.append(torch.tensor([[vulnerable, forwards]], dtype=torch.int64))
+    vulnerable, forwards = (int(v) for v in shard.gather(rows).sum(0))
     return {"challenge_acc": 100.0 * (1 - vulnerable / len(fgs)), "n_foregrounds": len(fgs),
             "n_backgrounds": len(bgs), "n_vulnerable": vulnerable, "n_forwards": forwards, "native_size": size}
 
