@@ -343,15 +343,23 @@ def _source(key: str):
     return r.sources[[c.key for c in table.cols].index(col)]
 
 
-def judge_2se(claim: Claim, a: render.Cell, b: render.Cell) -> Row:
-    """The ledger's rule before docs/statistics.md (|mean| > 2·SE of the seed differences: a two-sided p < 0.18 at
-    n = 3, and no test-set noise). Kept only for the speed pilots, whose criteria were written with it."""
+def _paired(claim: Claim, a: render.Cell, b: render.Cell) -> tuple[list, list] | Row:
+    """(seeds both cells have, per-seed d = a − b, or a / b for a ratio), or the row of a claim that has none."""
     if not a.n or not b.n:
         return Row(claim, None, None, 0, "not run")
     seeds = sorted(set(a.values) & set(b.values))
     if not seeds:
         return Row(claim, None, None, 0, "not paired")
-    d = [a.values[s] / b.values[s] if claim.kind == "ratio" else a.values[s] - b.values[s] for s in seeds]
+    return seeds, [a.values[s] / b.values[s] if claim.kind == "ratio" else a.values[s] - b.values[s] for s in seeds]
+
+
+def judge_2se(claim: Claim, a: render.Cell, b: render.Cell) -> Row:
+    """The ledger's rule before docs/statistics.md (|mean| > 2·SE of the seed differences: a two-sided p < 0.18 at
+    n = 3, and no test-set noise). Kept only for the speed pilots, whose criteria were written with it."""
+    got = _paired(claim, a, b)
+    if isinstance(got, Row):
+        return got
+    seeds, d = got
     mean, n = statistics.fmean(d), len(d)
     if n == 1:
         return Row(claim, mean, None, 1, "single seed")
@@ -398,12 +406,10 @@ def _test_noise(claim: Claim, a: render.Cell, b: render.Cell, seeds: list) -> tu
 def judge(claim: Claim, a: render.Cell, b: render.Cell) -> Row:
     """One claim's row: the paired differences of its two cells, their 95% interval and the verdict of
     VERDICT_RULE (without Holm: `ledger` adds it per family)."""
-    if not a.n or not b.n:
-        return Row(claim, None, None, 0, "not run")
-    seeds = sorted(set(a.values) & set(b.values))
-    if not seeds:
-        return Row(claim, None, None, 0, "not paired")
-    d = [a.values[s] / b.values[s] if claim.kind == "ratio" else a.values[s] - b.values[s] for s in seeds]
+    got = _paired(claim, a, b)
+    if isinstance(got, Row):
+        return got
+    seeds, d = got
     mean, n = statistics.fmean(d), len(d)
     std = statistics.stdev(d) if n > 1 else None
     if claim.id in COMPUTED or claim.kind == "ratio":
