@@ -334,7 +334,6 @@ FIG6 = Table(
         _f6_row("relabel", "pretrain/resnet50/relabel", "ReLabel (the annotation job included in the cost)", 78.8,
                 13.6),
         _f6_row("original", "pretrain/resnet50/original", "Original labels (no teacher, no label maps)", 77.5, None),
-        # beyond the paper (issue 26): FKD's crop labels from the default annotator (relabel/labels/fkd.py)
         _f6_row("fkd", "pretrain/resnet50/fkd", "FKD: the default annotator's soft labels of 30 stored crops per "
                 "image, replayed (beyond the paper; the labelling job in the cost)", None, None, extra=True)),
     filled_by="issue 8 (pretraining breadth: `make fig6`); the FKD row issue 26 (`make fig6 EXTRA=1`)",
