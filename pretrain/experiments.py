@@ -127,9 +127,13 @@ def _crop_label_store(cfg, spec, tcfg):
     path = launch.runs_root() / cfg.scale / "stores" / f"{A._annotator_tag(cfg, spec.annotator)}-crops{crops}-k{k}"
 
     def build():
-        model, _, _ = A.teacher(cfg, spec.annotator)
+        from relabel.dist import init_distributed
+        from relabel.train import cpu_bf16_enabled, default_device
+        dev = default_device(init_distributed())  # rank 0 alone labels every crop (the others wait)
+        model = A.teacher(cfg, spec.annotator)[0].to(dev)
         build_crop_store(path, model, root, paths, sizes, crops=crops, k=k, num_classes=tcfg.num_classes,
-                         input_size=size, crop_scale=tcfg.crop_scale, hflip=tcfg.hflip)
+                         input_size=size, crop_scale=tcfg.crop_scale, hflip=tcfg.hflip,
+                         amp=dev.type == "cuda" or (tcfg.amp_cpu and cpu_bf16_enabled()))  # as KD's teacher
     launch.artifact(path, ident, build, ready=lambda: (path / "meta.json").is_file())
     store = CropLabelStore.open(path, dataset_paths=paths, dataset_sizes=sizes)
     return store, store.meta["job"]["seconds"], store.meta["job"]["crops"], lambda: A.teacher(cfg, spec.annotator)[2]

@@ -130,10 +130,12 @@ def pixel_box(box, width: int, height: int) -> tuple[int, int, int, int]:
 
 def build_crop_store(path, model: torch.nn.Module, root, paths: Sequence[str], sizes: Sequence[int] | None, *,
                      crops: int, k: int, num_classes: int, input_size: int, crop_scale=(0.08, 1.0),
-                     hflip: float = 0.0, seed: int = 0, batch_size: int = 256, device=None,
+                     hflip: float = 0.0, seed: int = 0, batch_size: int = 256, device=None, amp: bool = False,
                      progress: bool = True) -> dict:
     """Labels `crops` random crops of every image under `root` with `model` (in eval mode) into a new store at
-    `path` (written beside it, renamed into place when complete); returns {'images', 'crops', 'seconds'}."""
+    `path` (written beside it, renamed into place when complete); returns {'images', 'crops', 'seconds'}.
+    `amp`: the forwards in bf16 autocast, channels-last, as the trainer runs KD's teacher (about 2x faster on a
+    CPU with native bf16; the labels then differ from fp32 ones in bf16 rounding, as KD's do)."""
     import time
     from relabel.progress import bar as progress_bar
     path, root = Path(path), Path(root)
@@ -153,6 +155,7 @@ def build_crop_store(path, model: torch.nn.Module, root, paths: Sequence[str], s
                "indices": np.lib.format.open_memmap(tmp / "indices.npy", "w+", np.int16, (n, crops, k)),
                "probs": np.lib.format.open_memmap(tmp / "probs.npy", "w+", np.float16, (n, crops, k))}
         device = device or next(model.parameters()).device
+        model = model.to(memory_format=torch.channels_last)
         rrc = RandomResizedCropWithBox(input_size, scale=tuple(crop_scale))
         mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
         std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
@@ -160,8 +163,9 @@ def build_crop_store(path, model: torch.nn.Module, root, paths: Sequence[str], s
         t0 = time.time()
 
         def flush():
-            with torch.no_grad():
-                logits = model(torch.stack(pending).to(device)).float()
+            x = torch.stack(pending).to(device).contiguous(memory_format=torch.channels_last)
+            with torch.no_grad(), torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
+                logits = model(x).float()
             p, idx = torch.softmax(logits, 1).topk(k, dim=1)  # T = 1 (FKD's default)
             for (r, j), pi, ii in zip(where, p.cpu().numpy(), idx.cpu().numpy()):
                 out["probs"][r, j], out["indices"][r, j] = pi, ii
@@ -196,7 +200,7 @@ def build_crop_store(path, model: torch.nn.Module, root, paths: Sequence[str], s
         job = {"images": n, "crops": n * crops, "seconds": time.time() - t0}
         meta = {"format": FORMAT, "version": VERSION, "num_images": n, "crops": crops, "k": k,
                 "num_classes": num_classes, "input_size": input_size, "crop_scale": list(crop_scale),
-                "hflip": hflip, "seed": seed, "temperature": 1.0, "quantisation": "marginal_smoothing",
+                "hflip": hflip, "seed": seed, "bf16": amp, "temperature": 1.0, "quantisation": "marginal_smoothing",
                 "fingerprint": dataset_fingerprint(names, None if sizes is None else [sizes[i] for i in order]),
                 "fingerprint_has_sizes": sizes is not None, "job": job, "complete": True}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
