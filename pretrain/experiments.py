@@ -23,7 +23,7 @@ from relabel.checkpoint import load_model, save_model
 from relabel.costs import model_stats, training_cost
 from relabel.data.stats import crop_iou_stats
 from relabel.loader import TrainSet
-from relabel.records import file_sha256, make_record
+from relabel.records import config_hash, file_sha256, make_record
 from relabel.train import TrainConfig, set_aside_stale, train, train_transform_for
 
 # Evaluators a target experiment can write records for (relabel.evaluators names, plus the training cost).
@@ -124,7 +124,8 @@ def _crop_label_store(cfg, spec, tcfg):
     size = annotator_config(cfg, spec.annotator).input_size
     ident = {"annotator": A.annotator_identity(cfg, spec.annotator), "crops": crops, "k": k, "input_size": size,
              "crop_scale": list(tcfg.crop_scale), "hflip": tcfg.hflip, "dataset": dataset_fingerprint(paths, sizes)}
-    path = launch.runs_root() / cfg.scale / "stores" / f"{A._annotator_tag(cfg, spec.annotator)}-crops{crops}-k{k}"
+    crop_tag = config_hash({n: v for n, v in ident.items() if n not in ("annotator", "dataset")})[:8]  # R, k, crops
+    path = launch.runs_root() / cfg.scale / "stores" / f"{A._annotator_tag(cfg, spec.annotator)}-crops-{crop_tag}"
 
     def build():
         from relabel.dist import init_distributed
