@@ -35,7 +35,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
 from relabel.configs import ConfigError
-from relabel.labels import LabelSource, register_label_source
+from relabel.labels.base import LabelSource, register_label_source
 from relabel.loader import IMAGENET_MEAN, IMAGENET_STD, _mix, load_rgb
 from relabel.store import LabelStoreError, LabelStoreMismatch, dataset_fingerprint
 from relabel.transforms import RandomHorizontalFlipWithBox, RandomResizedCropWithBox

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from relabel.labels import LabelSource, register_label_source
+from relabel.labels.base import LabelSource, register_label_source
 
 
 @register_label_source("kd")

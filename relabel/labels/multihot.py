@@ -2,7 +2,7 @@
 mini multi-label annotator's training (multilabel_coco/)."""
 from __future__ import annotations
 
-from relabel.labels import LabelSource, register_label_source
+from relabel.labels.base import LabelSource, register_label_source
 
 
 @register_label_source("multihot")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from relabel.labels import LabelSource, register_label_source
+from relabel.labels.base import LabelSource, register_label_source
 
 
 def onehot_target(labels: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> torch.Tensor:

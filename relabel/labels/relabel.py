@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from relabel.labels import LabelSource, register_label_source
+from relabel.labels.base import LabelSource, register_label_source
 from relabel.loader import collate_train
 from relabel.pooling import VARIANTS, relabel_target
 
