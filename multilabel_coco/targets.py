@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from relabel.pooling import crop_weights, global_pool, label_pool
-from relabel.train import register_pooled_target
+from relabel.labels.relabel import register_pooled_target
 
 RULES = ("ml_fraction", "ml_overlap", "ml_sigmoid")
 

@@ -19,22 +19,18 @@ import sys
 
 
 def _row_text(spec) -> str:
-    """What a row of pretrain.config.ROWS trains on, in a few words."""
+    """What a row of pretrain.config.ROWS trains on, in a few words (its label source's own, then the row's)."""
+    from relabel.labels import source_class
     t = spec.train
-    if t.get("label") == "relabel":
-        parts = ["ReLabel maps"]
-        if t.get("relabel_variant", "localized_multi") != "localized_multi":
-            parts.append(t["relabel_variant"])
-        if (spec.store_dtype, spec.store_k) != ("float32", 5):
+    parts = [source_class(spec.label).describe(t)]
+    if spec.uses_store:
+        if (spec.store_dtype, spec.store_k) != ("float32", 5) and not spec.label_args:
             parts.append(f"{spec.store_dtype} top-{spec.store_k}")
+        parts += [f"{k} {v}" for k, v in spec.label_args.items()]
         if spec.annotator != "default":
             parts.append(f"annotator {spec.annotator}")
-    elif t.get("label") == "kd":
-        parts = [f"KD, teacher {spec.teacher}"]
-    else:
-        parts = ["original labels"]
-    if t.get("label_smoothing"):
-        parts.append(f"label smoothing {t['label_smoothing']}")
+    if spec.teacher:
+        parts.append(f"teacher {spec.teacher}")
     if t.get("cutmix_prob"):
         parts.append("CutMix")
     if spec.clean:

@@ -16,6 +16,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
+from relabel import labels as label_sources
 from relabel.configs import ConfigError, StrictConfig, env_overrides
 from relabel.train import TrainConfig
 
@@ -78,10 +79,19 @@ class RowSpec:
     annotator: str = "default"  # whose label maps (ANNOTATORS; Fig. 4) a 'relabel' row reads
     teacher: str = ""  # label 'kd': the annotator (ANNOTATORS) used as the teacher, forwarded every step (Fig. 6)
     extra: bool = False  # also train on the extra split, re-labelled and class-balanced (Table 5)
+    # the parameters of the store a label source reads, beyond dtype and k (crop labels: {'crops': R, 'k': k});
+    # part of the row's recipe when set (pretrain.experiments.target_experiment)
+    label_args: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """The row's label source (relabel.labels)."""
+        return self.train.get("label", TrainConfig.label)
 
     @property
     def uses_store(self) -> bool:
-        return self.train.get("label") == "relabel"
+        """Whether the row's label source reads a label store that the annotator `annotator` makes."""
+        return "store" in label_sources.needs(self.label)
 
     @property
     def needs_annotator(self) -> bool:
@@ -133,6 +143,11 @@ KD_TEACHERS = ("w025", "w05", "e6", "default")  # Fig. 6, the paper's B1, B3, B5
 for _name in KD_TEACHERS:
     # Fig. 6 / App. D.3: CE to the teacher's softmax only (no temperature, no ground truth), the base SGD recipe
     ROWS[f"kd_ann-{_name}"] = RowSpec(train={"label": "kd"}, teacher=_name)
+# Beyond the paper (issue 26): FKD's crop-level soft labels (relabel/labels/fkd.py) from the default annotator, the
+# teacher of kd_ann-default and the annotator of ReLabel's maps: Fig. 6's extra row. R = 30 crops per image (the
+# mini recipe's 30 epochs replay each stored crop once, and the annotation costs the teacher forwards of online KD
+# over the same 30 epochs, paid once for every seed), top-5 (FKD's 'marginal_smoothing_k5').
+ROWS["fkd"] = RowSpec(train={"label": "fkd"}, label_args={"crops": 30, "k": 5})
 
 
 @dataclass(frozen=True)

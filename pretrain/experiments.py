@@ -23,7 +23,7 @@ from relabel.checkpoint import load_model, save_model
 from relabel.costs import model_stats, training_cost
 from relabel.data.stats import crop_iou_stats
 from relabel.loader import TrainSet
-from relabel.records import file_sha256, make_record
+from relabel.records import config_hash, file_sha256, make_record
 from relabel.train import TrainConfig, set_aside_stale, train, train_transform_for
 
 # Evaluators a target experiment can write records for (relabel.evaluators names, plus the training cost).
@@ -66,7 +66,7 @@ def run_target(ctx, arch: str, row: str) -> None:
     tcfg = target_config(cfg, arch, row, ctx.seed)
     # every evaluation set this run will read is checked before training (not after 300 epochs)
     E.check_data(sorted((set(ctx.evaluators) | {"val"}) - {"cost"}), A.data_roots(cfg))
-    store, annotation_s, annotated = None, 0.0, 0
+    store, annotation_s, annotated, label_gflops = None, 0.0, 0, lambda: A.annotator_gflops(cfg, spec.annotator)
     if spec.extra:  # Table 5: train + the extra split re-labelled by the annotator, class-balanced
         root, samples, store, annotation_s = A.train_with_extra(cfg, spec.store_dtype, spec.store_k, spec.annotator)
         annotated = sum(A.annotation_job(cfg, spec.annotator, tag).get("images", 0)
@@ -75,8 +75,7 @@ def run_target(ctx, arch: str, row: str) -> None:
     else:
         root, samples = A.train_samples(cfg)
         if spec.uses_store:
-            store, annotation_s = A.label_store(cfg, spec.store_dtype, spec.store_k, spec.annotator)
-            annotated = A.annotation_job(cfg, spec.annotator).get("images", 0)
+            store, annotation_s, annotated, label_gflops = STORES[spec.label](cfg, spec, tcfg)
     if spec.clean:
         keep = A.clean_list(cfg)
         samples = [s for s in samples if s.path in keep]
@@ -96,12 +95,53 @@ def run_target(ctx, arch: str, row: str) -> None:
     dataset = {"name": A.dataset_name(cfg), "split": "train+extra" if spec.extra else "train", "size": len(samples)}
     stats = model_stats(res.model, tcfg.input_size)
     cost = training_cost(res, stats["gflops"], teacher_gflops, annotation_s, annotated,
-                         A.annotator_gflops(cfg, spec.annotator) if annotated else 0.0)
+                         label_gflops() if annotated else 0.0)
     if spec.teacher:
         cost["teacher_train_wall_s"] = A.annotator_train_seconds(cfg, spec.teacher)  # pretrained in the paper
     # EfficientNets at full scale train at their own resolution (240-300) and are evaluated there
     ecfg = cfg if tcfg.input_size == cfg.target.input_size else cfg.replace(eval_input=tcfg.input_size)
     record_evaluations(ctx, res.model, tcfg, ecfg, dataset, stats, cost)
+
+
+def _label_map_store(cfg, spec, tcfg):
+    """ReLabel's top-k label-map store of the train split: (store, annotation seconds, annotator forwards, GFLOPs
+    of one forward: the dense-map reading)."""
+    store, seconds = A.label_store(cfg, spec.store_dtype, spec.store_k, spec.annotator)
+    return (store, seconds, A.annotation_job(cfg, spec.annotator).get("images", 0),
+            lambda: A.annotator_gflops(cfg, spec.annotator))
+
+
+def _crop_label_store(cfg, spec, tcfg):
+    """FKD's crop-label store of the train split (relabel/labels/fkd.py), built once per annotator, R, k and crop
+    recipe for every seed: (store, its labelling seconds, annotator forwards = images × R, GFLOPs of one forward:
+    the annotator as a classifier at its input size, as KD's teacher)."""
+    from relabel.labels.fkd import CropLabelStore, build_crop_store
+    from relabel.store import dataset_fingerprint, file_sizes
+    root, samples = A.train_samples(cfg)
+    paths = [s.path for s in samples]
+    sizes = file_sizes(root, paths)
+    crops, k = spec.label_args["crops"], spec.label_args["k"]
+    size = annotator_config(cfg, spec.annotator).input_size
+    ident = {"annotator": A.annotator_identity(cfg, spec.annotator), "crops": crops, "k": k, "input_size": size,
+             "crop_scale": list(tcfg.crop_scale), "hflip": tcfg.hflip, "dataset": dataset_fingerprint(paths, sizes)}
+    crop_tag = config_hash({n: v for n, v in ident.items() if n not in ("annotator", "dataset")})[:8]  # R, k, crops
+    path = launch.runs_root() / cfg.scale / "stores" / f"{A._annotator_tag(cfg, spec.annotator)}-crops-{crop_tag}"
+
+    def build():
+        from relabel.dist import init_distributed
+        from relabel.train import cpu_bf16_enabled, default_device
+        dev = default_device(init_distributed())  # rank 0 alone labels every crop (the others wait)
+        model = A.teacher(cfg, spec.annotator)[0].to(dev)
+        build_crop_store(path, model, root, paths, sizes, crops=crops, k=k, num_classes=tcfg.num_classes,
+                         input_size=size, crop_scale=tcfg.crop_scale, hflip=tcfg.hflip,
+                         amp=dev.type == "cuda" or (tcfg.amp_cpu and cpu_bf16_enabled()))  # as KD's teacher
+    launch.artifact(path, ident, build, ready=lambda: (path / "meta.json").is_file())
+    store = CropLabelStore.open(path, dataset_paths=paths, dataset_sizes=sizes)
+    return store, store.meta["job"]["seconds"], store.meta["job"]["crops"], lambda: A.teacher(cfg, spec.annotator)[2]
+
+
+# How a pretraining row's label store is made, per label source that reads one (relabel.labels: needs "store").
+STORES = {"relabel": _label_map_store, "fkd": _crop_label_store}
 
 
 # The pretraining experiments: exactly the cells the tables and figures read (results/tables.py names each by this
@@ -135,6 +175,7 @@ TARGETS = (
     "pretrain/resnet50/kd_ann-w05",  # Fig. 6
     "pretrain/resnet50/kd_ann-e6",  # Fig. 6
     "pretrain/resnet50/kd_ann-default",  # Fig. 6
+    "pretrain/resnet50/fkd",  # Fig. 6's extra row (beyond the paper): FKD's stored crop labels
     # Table 4: every architecture, vanilla and ReLabel (and Table 5's ResNet-101 rows)
     "pretrain/resnet18/original",
     "pretrain/resnet18/relabel",
@@ -176,7 +217,7 @@ def target_experiment(arch: str, row: str) -> launch.Experiment:
         clean = ({"clean_list_sha256": file_sha256(cfg.clean_list)} if spec.clean and scale == "full"
                  and cfg.clean_list and Path(cfg.clean_list).is_file() else {})
         return {**target_config(cfg, arch, row, seed).to_dict(), **A.recipe_annotators(cfg, _reads(spec, scale)),
-                **clean}
+                **clean, **({"label_args": spec.label_args} if spec.label_args else {})}
     return launch.Experiment(exp_id, frozenset(TARGET_EVALUATORS), run, f"{arch} trained with the '{row}' labels",
                              _needs(spec), recipe)
 

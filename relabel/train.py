@@ -1,11 +1,12 @@
 """The one trainer: timm model + label source (one-hot, smoothing, pooled label maps, teacher) + CutMix, resumable.
 
 Every pretraining row of the paper is this loop with other parameters (STYLE.md: one trainer with hooks).
-- Label sources (`TrainConfig.label`): 'onehot' (with `label_smoothing`), 'relabel' (LabelPooling of a top-k
-  label-map store over each crop; `relabel_variant` picks the Table 2 row), 'kd' (a teacher's softmax on the crop,
-  Fig. 6). All become soft targets trained with soft cross-entropy (equal to CE / CE with smoothing for one-hot).
-- Multi-label (Table 10, multilabel_coco/): `loss='bce'` (per-class binary cross-entropy) with label 'multihot'
-  (each sample's label is a 0/1 vector) or 'relabel' with a rule registered by `register_pooled_target`.
+- Label sources (`TrainConfig.label`) come from the registry relabel.labels, one module each: 'onehot' (with
+  `label_smoothing`), 'relabel' (LabelPooling of a top-k label-map store over each crop; `relabel_variant` picks the
+  Table 2 row or a rule registered by `register_pooled_target`), 'kd' (a teacher's softmax on the crop, Fig. 6),
+  'multihot', 'fkd' (stored crop labels replayed). The trainer asks the source for its collate, its training set
+  and each batch's soft target, and trains with `loss`: soft cross-entropy (equal to CE / CE with smoothing for
+  one-hot) or, multi-label (Table 10, multilabel_coco/), per-class binary cross-entropy ('bce').
 - CutMix (`cutmix_prob`) mixes crops and their soft targets by the area-corrected λ (paper §4.3: pooled labels are
   mixed by the CutMix rule); it is switched off for the last `cutmix_off_epochs` epochs as in the official recipe.
 - SGD (Nesterov) or AdamP from timm, per-iteration warm-up + cosine (timm's CosineLRScheduler), bf16 autocast on
@@ -16,7 +17,6 @@ Every pretraining row of the paper is this loop with other parameters (STYLE.md:
 """
 from __future__ import annotations
 
-import functools
 import math
 import os
 import platform
@@ -24,7 +24,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import timm
@@ -41,25 +41,15 @@ from relabel.configs import ConfigError, StrictConfig
 from relabel.dist import DistInfo, agree, init_distributed
 from relabel.launch import set_aside
 from relabel.records import config_hash
-from relabel.loader import ResumableSampler, TrainSet, _mix, collate_train, train_transform
+from relabel.loader import ResumableSampler, TrainSet, _mix, train_transform
 from relabel.transforms import Pending
-from relabel.pooling import relabel_target
+from relabel import labels as label_sources
+# what the label-source modules define, under the names sections and tests have imported from the trainer
+from relabel.labels.onehot import onehot_target  # noqa: F401
+from relabel.labels.relabel import (POOLING_RULES as POOLED_TARGET_RULES, LabelPoolingCollate,  # noqa: F401
+                                    register_pooled_target)
 
-LABEL_SOURCES = ("onehot", "relabel", "kd", "multihot")
 LOSSES = ("ce", "bce")  # soft cross-entropy (single-label tasks); per-class binary CE (multi-label, Table 10)
-
-# Pooled-target rules beyond relabel.pooling.VARIANTS, registered by section code (multilabel_coco/targets.py:
-# BCE targets from pooled oracle masks or machine logits): name -> fn(scores, indices, boxes, num_classes, *,
-# flips, labels) -> [B, C]. A config selects one by name (`relabel_variant`), so its hash names the rule.
-POOLED_TARGET_RULES: dict[str, Callable] = {}
-
-
-def register_pooled_target(name: str):
-    """Decorator: makes `fn` the LabelPooling target of `relabel_variant=name` (computed in loader workers)."""
-    def deco(fn):
-        POOLED_TARGET_RULES[name] = fn
-        return fn
-    return deco
 
 
 @dataclass(frozen=True)
@@ -83,7 +73,7 @@ class TrainConfig(StrictConfig):
     min_lr: float = 0.0
     label: str = "onehot"
     label_smoothing: float = 0.0
-    relabel_variant: str = "localized_multi"  # relabel.pooling.VARIANTS
+    relabel_variant: str = "localized_multi"  # relabel.labels.relabel.POOLING_RULES
     official_pooling: bool = False
     cutmix_prob: float = 0.0
     cutmix_beta: float = 1.0
@@ -103,10 +93,11 @@ class TrainConfig(StrictConfig):
     seed: int = 0
 
     def __post_init__(self):
-        if self.label not in LABEL_SOURCES:
-            raise ValueError(f"label must be one of {LABEL_SOURCES}, got '{self.label}'")
+        if self.label not in label_sources.SOURCES:
+            raise ValueError(f"label must be one of {label_sources.names()}, got '{self.label}'")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got '{self.loss}'")
+        label_sources.SOURCES[self.label].check_config(self)
 
     # Fields added after runs were recorded, with their defaults: left out of to_dict() while at the default, so
     # the checkpoints (resume check), grid points and config hashes of earlier runs still match.
@@ -209,12 +200,6 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return -(target * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
 
 
-def onehot_target(labels: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> torch.Tensor:
-    """One-hot with label smoothing ε spread uniformly over all classes (as torch's CE label_smoothing)."""
-    t = F.one_hot(labels.long(), num_classes).float()
-    return t * (1.0 - smoothing) + smoothing / num_classes
-
-
 def cutmix_box(h: int, w: int, lam: float, g: torch.Generator) -> tuple[int, int, int, int]:
     """A box of area ≈ (1−λ)·h·w centred uniformly at random (CutMix, Yun et al. 2019), clipped to the image."""
     cut = math.sqrt(1.0 - lam)
@@ -233,33 +218,6 @@ def cutmix(x: torch.Tensor, target: torch.Tensor, beta: float, g: torch.Generato
     x[:, :, y0:y1, x0:x1] = x[perm, :, y0:y1, x0:x1]
     lam = 1.0 - (y1 - y0) * (x1 - x0) / (x.shape[2] * x.shape[3])  # the area actually kept
     return x, lam * target + (1.0 - lam) * target[perm], lam
-
-
-class LabelPoolingCollate:
-    """Batches samples and computes their LabelPooling targets inside the DataLoader worker.
-
-    Reading the top-k maps of the batch and pooling them over the crop boxes on the host, in the workers, keeps
-    the training device free: measured on one H100, this costs 0.05% of a ResNet-50 step, against 1.6% for the
-    same pooling launched on the GPU inside the step (many tiny kernels) and ~93% for the official dense loader
-    (bench/bench_pooling.py).
-    """
-
-    def __init__(self, store, num_classes: int, variant: str, official: bool = False, transform=None,
-                 finish: bool = True):
-        self.store, self.num_classes, self.variant, self.official = store, num_classes, variant, official
-        self.rule = POOLED_TARGET_RULES.get(variant)  # a registered rule (e.g. multi-label BCE targets), if any
-        self.transform = transform  # the items' transform, whose batched stages run here (collate_train) ...
-        self.finish = finish  # ... unless False: the trainer finishes the 8-bit batch on the training device
-
-    def __call__(self, samples):
-        x, boxes, flips, labels, rows = collate_train(samples, self.transform, self.finish)
-        scores, indices = self.store.read_batch(rows.numpy())
-        if self.rule is not None:
-            target = self.rule(scores, indices, boxes, self.num_classes, flips=flips, labels=labels)
-            return x, boxes, flips, labels, rows, target
-        target = relabel_target(scores, indices, boxes, self.num_classes, variant=self.variant, flips=flips,
-                                labels=labels, official=self.official)
-        return x, boxes, flips, labels, rows, target
 
 
 def _load_last(path: Path, device) -> dict:
@@ -453,18 +411,19 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
           finish_on: str = "auto") -> TrainResult:
     """Trains (or resumes, or returns the finished model of) one run whose checkpoints live in `workdir`.
 
-    `store` is an opened LabelMapStore whose rows are `train_set.rows` (label='relabel'); `teacher` a model in
-    eval mode (label='kd'), fed the crop resized to `teacher_input_size`. `init` is a state dict to start from
+    The label source `cfg.label` (relabel.labels) is given what it needs: `store`, the label store whose rows are
+    `train_set.rows` (a LabelMapStore for 'relabel', a CropLabelStore for 'fkd'); `teacher`, a model in eval mode
+    ('kd'), fed the crop resized to `teacher_input_size`. `init` is a state dict to start from
     (fine-tuning a pretrained backbone): its classifier is dropped when the class count differs. `finish_on`:
     where the batched colour jitter runs (`finish_on_device`). The progress line shows the loader's wait and the
     step time per logging interval; the result carries the run's `data_wait_fraction`.
     """
-    if cfg.label == "relabel" and store is None:
-        raise ValueError("label='relabel' needs a label-map store (store=...)")
-    if cfg.label == "kd" and teacher is None:
-        raise ValueError("label='kd' needs a teacher model (teacher=...)")
     info = init_distributed()
     device = device or default_device(info)
+    amp = device.type == "cuda" or (cfg.amp_cpu and cpu_bf16_enabled())
+    source = label_sources.make_source(cfg, store=store, teacher=teacher, teacher_input_size=teacher_input_size,
+                                       amp=amp)
+    train_set = source.dataset(train_set)
     if device.type == "cpu":
         keep_freed_memory()
     workdir = Path(workdir)
@@ -504,18 +463,14 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
 
     ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda"
                                                     else None) if info.world > 1 else model
-    amp = device.type == "cuda" or (cfg.amp_cpu and cpu_bf16_enabled())
     # channels-last always: oneDNN's fast convolution/pooling layout on CPUs (fp32 too: a mini ResNet-50 step on
     # AVX2 went from ~197 to ~124 ms, model only, one thread) and the tensor-core layout for bf16 on GPUs
     model.to(memory_format=torch.channels_last)
     local_bs = cfg.batch_size // info.world
     bar = progress_bar(total=total, initial=step, disable=not (progress and info.main), unit="step",
-               desc=f"train {cfg.model} [{cfg.label}{'/' + cfg.relabel_variant if cfg.label == 'relabel' else ''}]")
+               desc=f"train {cfg.model} [{source.tag}]")
     transform = getattr(train_set, "transform", None)
-    collate = (LabelPoolingCollate(store, cfg.num_classes, cfg.relabel_variant, cfg.official_pooling, transform,
-                                   finish=not on_device)
-               if cfg.label == "relabel" else functools.partial(collate_train, transform=transform,
-                                                                finish=not on_device))
+    collate = source.collate(transform, finish=not on_device)
     model.train()
     t_start = time.time()
     waits = _DataWait(workers, device)
@@ -531,7 +486,7 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
         batches = iter(loader)  # draws the loader's base seed from the global RNG
         if start:  # resumed mid-epoch: an uninterrupted run drew it at the epoch's start, before the checkpoint
             torch.set_rng_state(rng)  # saved this state, so the dropout masks that follow stay the same
-        for x, _boxes, _flips, labels, _rows, *pooled in waits.timed(batches):
+        for x, _boxes, _flips, labels, _rows, *extra in waits.timed(batches):
             scheduler.step_update(step)
             labels = labels.to(device, non_blocking=True)
             if isinstance(x, Pending):  # the 8-bit batch (pinned on a GPU run): finished here, on the device
@@ -540,18 +495,8 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
                 x = x.to(device, non_blocking=True)
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.no_grad():
-                if cfg.label == "onehot":
-                    target = onehot_target(labels, cfg.num_classes, cfg.label_smoothing)
-                elif cfg.label == "relabel":
-                    target = pooled[0].to(device, non_blocking=True)
-                elif cfg.label == "multihot":  # each sample's label is its length-C 0/1 vector (multi-label)
-                    target = labels.float()
-                else:
-                    tx = x if not teacher_input_size else F.interpolate(
-                        x, size=(teacher_input_size,) * 2, mode="bilinear", align_corners=False)
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                        target = torch.softmax(teacher(tx).float(), 1)
-                    teacher_fw += x.shape[0]
+                target = source.target(x, labels, extra, device)
+            teacher_fw += source.forwards_per_image * x.shape[0]
             if cfg.cutmix_prob > 0 and epoch < cfg.epochs - cfg.cutmix_off_epochs:
                 g = torch.Generator().manual_seed(_mix(cfg.seed, step, 0xC7))
                 if float(torch.rand(1, generator=g)) < cfg.cutmix_prob:
@@ -561,7 +506,7 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 logits = ddp(x)
             loss = (soft_cross_entropy(logits, target) if cfg.loss == "ce"
-                    else F.binary_cross_entropy_with_logits(logits.float(), target))
+                    else F.binary_cross_entropy_with_logits(logits.float(), target))  # LOSSES
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower the learning rate")
             optimizer.zero_grad(set_to_none=True)
