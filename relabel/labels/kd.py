@@ -21,7 +21,8 @@ class KnowledgeDistillation(LabelSource):
         return "KD"
 
     def target(self, x, labels, extra, device):
-        if next(self.teacher.parameters()).device != x.device:  # loaded on the CPU; forwarded where the crops are
+        p = next(self.teacher.parameters(), None)
+        if p is not None and p.device != x.device:  # loaded on the CPU; forwarded where the crops are
             self.teacher.to(x.device)
         size = self.teacher_input_size
         tx = x if not size else F.interpolate(x, size=(size,) * 2, mode="bilinear", align_corners=False)
