@@ -24,10 +24,12 @@ import os
 import pickle
 import re
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import timm
+
 import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file, safe_open
@@ -153,7 +155,9 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None, num_classe
 
 def _read_torch_state(path: Path) -> tuple[dict, str | None]:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's note on a protocol-4 pickle would precede our one sentence
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a pickle that needs code to load, or not a torch file at all
         raise torch_load_error(path, e, "checkpoint") from None
     stored_arch = obj.get("arch") if isinstance(obj, dict) and isinstance(obj.get("arch"), str) else None

@@ -177,8 +177,8 @@ def run_job(job: Job, scale: str, records_path: Path, registry: dict) -> None:
                       if _main() and job.evaluators else sorted(job.evaluators))
         if job.evaluators and not todo:
             if _main():
-                print(f"{job.experiment} seed {job.seed}: its records were written while this waited for "
-                      f"{wd / 'job.lock'} (another run of it finished); skipping", flush=True)
+                print(f"{job.experiment} seed {job.seed}: {records_path} already holds its records at this recipe "
+                      "(an earlier run, or one that finished while this waited for its lock); skipping", flush=True)
             return
         job = Job(job.experiment, job.seed, frozenset(todo), job.registered)
         if _main():
