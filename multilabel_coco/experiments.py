@@ -22,7 +22,7 @@ def _dataset(cfg, size: int) -> dict:
 
 def _test_sets(cfg) -> dict:
     """The identity of the COCO val it was scored on (mini: the world's test splits, relabel.data.world_test_sets),
-    so a record of earlier test sets is stale (relabel.launch.test_sets_current); full: nothing."""
+    so a record of earlier test sets is stale (relabel.launch.on_current_test_sets); full: nothing."""
     return {"test_sets": world_test_sets(cfg.world)} if cfg.world else {}
 
 

@@ -57,7 +57,7 @@ def dataset_name(cfg) -> str:
 def test_sets(cfg) -> dict:
     """What an evaluation record adds to its config: the identity of the test sets it read (mini: the world's,
     relabel.data.world_test_sets; full: nothing, the real datasets are not versioned), so a record evaluated on
-    earlier test sets is stale (relabel.launch.test_sets_current)."""
+    earlier test sets is stale (relabel.launch.on_current_test_sets)."""
     return {"test_sets": world_test_sets(world_dir(cfg))} if cfg.scale == "mini" else {}
 
 

@@ -66,8 +66,8 @@ class Experiment:
 
     def is_current(self, rec: dict) -> bool:
         """Whether `rec` counts now: written under the current recipe (`recipe_current`) and, if it reads a test
-        split, on the current test sets (`test_sets_current`)."""
-        return self.recipe_current(rec) and test_sets_current(rec)
+        split, on the current test sets (`on_current_test_sets`)."""
+        return self.recipe_current(rec) and on_current_test_sets(rec)
 
     def recipe_current(self, rec: dict) -> bool:
         """Whether `rec` was written under the current recipe (what trained the model it measures). A recipe that
@@ -90,15 +90,15 @@ TRAINING_SPLITS = ("train", "train+extra")
 
 def expected_test_sets(scale: str) -> str | None:
     """The test sets an evaluation record at `scale` must name in config['test_sets'] to be current: the default
-    mini world's as the code writes them (relabel.data.test_sets_name, e.g. 'mini-v1-seed0/test-v2'); None at full
+    mini world's as the code writes them (relabel.data.current_test_sets, e.g. 'mini-v1-seed0/test-v2'); None at full
     scale, whose test sets are the real datasets (not versioned here, not checked)."""
     if scale != "mini":
         return None
-    from relabel.data import make_config, test_sets_name
-    return test_sets_name(0, make_config())
+    from relabel.data import make_config, current_test_sets
+    return current_test_sets(0, make_config())
 
 
-def test_sets_current(rec: dict) -> bool:
+def on_current_test_sets(rec: dict) -> bool:
     """Whether an evaluation record was made on the current test sets: its config['test_sets'] (written from the
     world it read, relabel.data.world_test_sets) is the code's (`expected_test_sets`). A record without it predates
     the field (test sets v1) and is stale. Records of a training split (TRAINING_SPLITS) are never judged here: a

@@ -150,7 +150,7 @@ def test_a_world_built_by_earlier_code_is_set_aside_and_built_again(tmp_path, mo
     assert ensure_world(tmp_path, seed=0, log=logs.append, **SMALL) == final
     aside = [m for m in logs if "set aside" in m]
     assert len(aside) == 1 and "built by earlier code (test_sets_version 1, the code's 2)" in aside[0]
-    assert W.world_test_sets(final) == W.test_sets_name(0, make_config(**SMALL)) == f"{final.name}/test-v2"
+    assert W.world_test_sets(final) == W.current_test_sets(0, make_config(**SMALL)) == f"{final.name}/test-v2"
     stale = next(tmp_path.glob(f"{final.name}.stale-*"))
     assert "test_sets_version" not in json.loads((stale / "world.json").read_text())
     logs.clear()

@@ -193,7 +193,7 @@ def test_launcher_run_writes_a_grid_record_that_fills_table8(tmp_path, monkeypat
     exp = registry["transfer/finegrained/pets/relabel"]
     assert exp.recipe_current(rec)
     # scored on a task folder outside the mini world, it names no world's test sets, so as an evaluation it never
-    # counts at mini (a record of the world's test splits carries them: relabel.launch.test_sets_current)
+    # counts at mini (a record of the world's test splits carries them: relabel.launch.on_current_test_sets)
     assert "test_sets" not in rec["config"] and not exp.is_current(rec)
     assert exp.is_current({**rec, "config": {**rec["config"], "test_sets": launch.expected_test_sets("mini")}})
     monkeypatch.setattr(FG, "get_config", lambda scale, task: tiny.replace(max_steps=3))

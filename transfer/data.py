@@ -35,6 +35,6 @@ def ensure_data(world: str) -> None:
 
 def test_sets(world: str) -> dict:
     """What a transfer record adds to its config: the identity of the mini world's test splits it was scored on
-    (relabel.data.world_test_sets), so a record of earlier test sets is stale (relabel.launch.test_sets_current);
+    (relabel.data.world_test_sets), so a record of earlier test sets is stale (relabel.launch.on_current_test_sets);
     '' (full scale): nothing."""
     return {"test_sets": world_test_sets(world)} if world else {}

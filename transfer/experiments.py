@@ -54,7 +54,7 @@ def current_backbone(pretrain: str, scale: str, seed: int, records_path) -> str:
     ckpt = launch.ensure_checkpoint(exp_id, scale, seed)
     registry = launch.discover()
     recs = [r for r in R.read(records_path) if (r["experiment"], r["seed"], r["scale"]) == (exp_id, seed, scale)]
-    # the recipe alone decides: records of earlier test sets (relabel.launch.test_sets_current) still name a
+    # the recipe alone decides: records of earlier test sets (relabel.launch.on_current_test_sets) still name a
     # backbone trained under the current recipe
     if recs and exp_id in registry and not any(registry[exp_id].recipe_current(r) for r in recs):
         raise CheckpointError(f"backbone {ckpt} was trained under an earlier recipe of {exp_id} (its records are "

@@ -232,8 +232,8 @@ def run_grid(cfg: FineGrainedConfig, bb: Backbone, workdir: str | os.PathLike, s
     # a point's identity: its training config, the backbone's exact weights and the test split it is scored on (its
     # files and their sizes: a point scored on earlier test images is scored again), kept in `<name>.json` once
     # scored and in `<name>/point.json` from its start (a half-trained point resumes only into the same identity)
-    test = splits["test"]
-    test_split = dataset_fingerprint([s.path for s in test.samples], file_sizes(test.root, [s.path for s in test.samples]))
+    test_paths = [s.path for s in splits["test"].samples]
+    test_split = dataset_fingerprint(test_paths, file_sizes(splits["test"].root, test_paths))
     ident = {n: {"train_config": json.loads(json.dumps(t.to_dict())), "backbone_sha256": bb.sha256,
                  "test_split": test_split} for n, t in tcfgs.items()}
     old = _other_identity(gdir, ident)

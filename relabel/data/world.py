@@ -29,7 +29,7 @@ from .scenes import true_labels
 from .sources import CLASS_NAMES, load_sources
 from .stats import PAPER_FIG2, PAPER_REAL_MULTILABEL, crop_iou_stats, multilabel_fraction
 
-__all__ = ["ensure_world", "build_world", "world_name", "test_sets_name", "world_test_sets", "training_split_hashes",
+__all__ = ["ensure_world", "build_world", "world_name", "current_test_sets", "world_test_sets", "training_split_hashes",
            "load_stats", "format_stats", "write_preview"]
 
 _FIG2_SEED = 0  # crops are drawn with a fixed seed so the statistics of one world never change
@@ -40,7 +40,7 @@ def world_name(seed: int, cfg: WorldConfig) -> str:
     return name if cfg.is_default() else f"{name}-{cfg.short_hash()}"
 
 
-def test_sets_name(seed: int, cfg: WorldConfig) -> str:
+def current_test_sets(seed: int, cfg: WorldConfig) -> str:
     """The identity of the world's test splits as the code writes them now ('mini-v1-seed0/test-v2'): what an
     evaluation record must carry in config['test_sets'] to be current (relabel.launch.Experiment.is_current)."""
     return f"{world_name(seed, cfg)}/test-v{TEST_SETS_VERSION}"

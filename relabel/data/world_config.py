@@ -21,7 +21,7 @@ __all__ = ["GENERATOR_VERSION", "TEST_SETS_VERSION", "TRAINING_SPLITS", "WorldCo
 # - TEST_SETS_VERSION: bump whenever a byte of a test split could change and no training split does (a test split's
 #   size or generator, or an evaluation default that picks from them: the mini ImageNet-C subset's size in
 #   relabel/evaluators/roots.py). The world keeps its name and its training artifacts; evaluation records carry
-#   `test_sets_name` (config['test_sets']), so every record evaluated on the earlier test sets becomes stale
+#   `current_test_sets` (config['test_sets']), so every record evaluated on the earlier test sets becomes stale
 #   (relabel.launch.Experiment.is_current). v1: val 1,500, V2 300 per variant, ImageNet-A 200, COCO val 300,
 #   fine-grained test 16 per class, ImageNet-C 300 per cell; v2 (issue 25, docs/statistics-plan.md): the sizes below.
 GENERATOR_VERSION = 1
@@ -29,7 +29,8 @@ TEST_SETS_VERSION = 2
 # The splits a training run, the annotator or a label-map store reads (tests/test_miniworld.py checks their bytes
 # against tests/fixtures/training_splits.json): they must not change without a GENERATOR_VERSION bump.
 TRAINING_SPLITS = ("train", "extra", "coco/train", "coco/annotations/instances_train.json",
-                   *(f"finegrained/{t}/{s}" for t in ("food", "cars", "dtd", "aircraft", "pets") for s in ("train", "val")))
+                   *(f"finegrained/{t}/{s}" for t in ("food", "cars", "dtd", "aircraft", "pets")
+                     for s in ("train", "val")))
 LABEL_RULES = ("random", "largest")
 
 

@@ -73,7 +73,7 @@ class DataRoots:
     imagenet_c: Path | None = None
     imagenet_c_images: int | None = None
     bgc: Path | None = None
-    # the test sets' identity, which evaluation records carry in config['test_sets'] (relabel.launch.test_sets_current):
+    # the test sets' identity, which evaluation records carry in config['test_sets'] (launch.on_current_test_sets):
     # mini, the world's ('mini-v1-seed0/test-v2', relabel.data.world_test_sets); full, None (the real datasets)
     test_sets: str | None = None
     given_by: str | None = None  # GIVEN_BY: the entry point's way to point at the data, named by missing-data errors
