@@ -86,10 +86,10 @@ def ensure_world(root: str | Path, seed: int = 0, *, preview: bool = False,
             log("preview: not written, the data root is read-only")
         return final
     if not current and root.is_dir() and not os.access(root, os.W_OK):
-        what = (f"was built by earlier code ({_differences(final, seed, cfg)}) and cannot be rebuilt"
-                if (final / "world.json").is_file() else "is not built yet")
-        raise WorldNotWritable(f"the mini world {final} {what}, and {root} is not writable, and building it "
-                               f"writes there; point RELABEL_DATA at a writable folder (or build it where it can be "
+        what = (f"was built by earlier code ({_differences(final, seed, cfg)})" if (final / "world.json").is_file()
+                else "is not built yet")
+        raise WorldNotWritable(f"the mini world {final} {what}, and building it writes in {root}, which is not "
+                               f"writable; point RELABEL_DATA at a writable folder (or build it where it can be "
                                f"written: python -m relabel.data --out DIR)")
     root.mkdir(parents=True, exist_ok=True)
     from relabel.launch import artifact
