@@ -94,7 +94,7 @@ def expected_test_sets(scale: str) -> str | None:
     scale, whose test sets are the real datasets (not versioned here, not checked)."""
     if scale != "mini":
         return None
-    from relabel.data import make_config, current_test_sets
+    from relabel.data.world_config import current_test_sets, make_config  # (not relabel.data.world: it imports this)
     return current_test_sets(0, make_config())
 
 

@@ -21,7 +21,8 @@ from typing import Callable
 
 from .bench_splits import ReferenceClassifier, write_bgc, write_imagenet_a, write_v2
 from .coco_split import write_coco
-from .world_config import GENERATOR_VERSION, TEST_SETS_VERSION, TRAINING_SPLITS, WorldConfig, make_config
+from .world_config import (GENERATOR_VERSION, TEST_SETS_VERSION, TRAINING_SPLITS, WorldConfig, current_test_sets,
+                           make_config, world_name)
 from .core_splits import write_scene_folder, write_val
 from .finegrained import write_finegrained
 from .formats import write_json
@@ -33,17 +34,6 @@ __all__ = ["ensure_world", "build_world", "world_name", "current_test_sets", "wo
            "load_stats", "format_stats", "write_preview"]
 
 _FIG2_SEED = 0  # crops are drawn with a fixed seed so the statistics of one world never change
-
-
-def world_name(seed: int, cfg: WorldConfig) -> str:
-    name = f"mini-v{GENERATOR_VERSION}-seed{seed}"
-    return name if cfg.is_default() else f"{name}-{cfg.short_hash()}"
-
-
-def current_test_sets(seed: int, cfg: WorldConfig) -> str:
-    """The identity of the world's test splits as the code writes them now ('mini-v1-seed0/test-v2'): what an
-    evaluation record must carry in config['test_sets'] to be current (relabel.launch.Experiment.is_current)."""
-    return f"{world_name(seed, cfg)}/test-v{TEST_SETS_VERSION}"
 
 
 def world_test_sets(world: str | Path) -> str:

@@ -11,7 +11,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-__all__ = ["GENERATOR_VERSION", "TEST_SETS_VERSION", "TRAINING_SPLITS", "WorldConfig", "SceneParams", "make_config"]
+__all__ = ["GENERATOR_VERSION", "TEST_SETS_VERSION", "TRAINING_SPLITS", "WorldConfig", "SceneParams", "make_config",
+           "world_name", "current_test_sets"]
 
 # Two versions, one per side of the world (a world's world.json holds both; `ensure_world` rebuilds a cached world
 # whose world.json differs from the code's):
@@ -143,3 +144,16 @@ def make_config(**knobs) -> WorldConfig:
         raise ValueError(f"unknown mini-world knob(s) {unknown}; valid knobs are {sorted(names)}.")
     knobs = {k: tuple(v) if isinstance(v, list) else v for k, v in knobs.items()}
     return WorldConfig(**knobs)
+
+
+def world_name(seed: int, cfg: WorldConfig) -> str:
+    """The world's folder name, which every training artifact carries as its world's identity: 'mini-v1-seed0'
+    (plus the knob hash of a non-default world)."""
+    name = f"mini-v{GENERATOR_VERSION}-seed{seed}"
+    return name if cfg.is_default() else f"{name}-{cfg.short_hash()}"
+
+
+def current_test_sets(seed: int, cfg: WorldConfig) -> str:
+    """The identity of the world's test splits as the code writes them now ('mini-v1-seed0/test-v2'): what an
+    evaluation record must carry in config['test_sets'] to be current (relabel.launch.on_current_test_sets)."""
+    return f"{world_name(seed, cfg)}/test-v{TEST_SETS_VERSION}"
