@@ -10,6 +10,7 @@ import time
 
 from multilabel_coco.config import annotator_recipe, get_config, recipe
 from relabel import launch
+from relabel.data import world_test_sets
 from relabel.records import make_record
 
 EVALUATOR = "coco-val"
@@ -17,6 +18,12 @@ EVALUATOR = "coco-val"
 
 def _dataset(cfg, size: int) -> dict:
     return {"name": cfg.dataset, "split": "val", "size": size}
+
+
+def _test_sets(cfg) -> dict:
+    """The identity of the COCO val it was scored on (mini: the world's test splits, relabel.data.world_test_sets),
+    so a record of earlier test sets is stale (relabel.launch.on_current_test_sets); full: nothing."""
+    return {"test_sets": world_test_sets(cfg.world)} if cfg.world else {}
 
 
 def run_cell(ctx: launch.RunContext, arch: str, row: str) -> None:
@@ -29,7 +36,8 @@ def run_cell(ctx: launch.RunContext, arch: str, row: str) -> None:
         experiment=ctx.experiment, evaluator=EVALUATOR,
         metrics={"map": m["map"], "ap_per_class": m["ap"], "classes_scored": m["classes_scored"],
                  "train_wall_s": res["train_wall_s"], "eval_wall_s": res["eval_wall_s"]},
-        config={**cfg.to_dict(), "train": recipe(cfg), "resolved_train": res["train_config"].to_dict()},
+        config={**cfg.to_dict(), "train": recipe(cfg), "resolved_train": res["train_config"].to_dict(),
+                **_test_sets(cfg)},
         scale=ctx.scale, seed=ctx.seed,
         dataset={**_dataset(cfg, res["val_size"]), "train_size": res["train_size"],
                  "positives_per_image": res["positives_per_image"]},
@@ -49,7 +57,8 @@ def run_annotator(ctx: launch.RunContext) -> None:
     m = evaluate_map(model, val_split, cfg.replace(eval_input=cfg.annotator.input_size))
     ctx.append(make_record(
         experiment=ctx.experiment, evaluator=EVALUATOR, metrics={"map": m["map"], "ap_per_class": m["ap"]},
-        config={"annotator": cfg.annotator.to_dict(), "train": annotator_recipe(cfg)}, scale=ctx.scale, seed=ctx.seed,
+        config={"annotator": cfg.annotator.to_dict(), "train": annotator_recipe(cfg), **_test_sets(cfg)},
+        scale=ctx.scale, seed=ctx.seed,
         dataset=_dataset(cfg, len(val_split.paths)), wall_time_s=time.time() - t0, extra={"checkpoint": ckpt}))
 
 

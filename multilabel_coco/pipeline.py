@@ -39,8 +39,8 @@ def _root(cfg: MultiLabelConfig) -> Path:
 
 
 def splits(cfg: MultiLabelConfig) -> tuple[CocoSplit, CocoSplit]:
-    """(train, val), generating the mini world first if needed."""
-    if cfg.world and not (Path(cfg.world) / "world.json").is_file():
+    """(train, val), generating the mini world first if it is missing or was built by earlier code."""
+    if cfg.world:
         from relabel.data import ensure_world
         ensure_world(Path(cfg.world).parent, seed=0, log=lambda m: print(m, flush=True))
     return (read_split(cfg.train_images, cfg.train_annotations), read_split(cfg.val_images, cfg.val_annotations))

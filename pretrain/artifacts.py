@@ -26,7 +26,7 @@ from relabel import evaluators as E
 from relabel.annotate import annotate
 from relabel.checkpoint import CheckpointError, load_model, read_meta, save_model
 from relabel.costs import model_stats
-from relabel.data import ensure_world
+from relabel.data import ensure_world, world_test_sets
 from relabel.data.readers import class_folders, list_class_folders, read_voc_boxes
 from relabel.loader import Sample, TrainSet
 from relabel.records import config_hash, file_sha256, write_json_atomic
@@ -52,6 +52,13 @@ def world_dir(cfg) -> Path:
 
 def dataset_name(cfg) -> str:
     return world_dir(cfg).name if cfg.scale == "mini" else "imagenet-1k"
+
+
+def test_sets(cfg) -> dict:
+    """What an evaluation record adds to its config: the identity of the test sets it read (mini: the world's,
+    relabel.data.world_test_sets; full: nothing, the real datasets are not versioned), so a record evaluated on
+    earlier test sets is stale (relabel.launch.on_current_test_sets)."""
+    return {"test_sets": world_test_sets(world_dir(cfg))} if cfg.scale == "mini" else {}
 
 
 def _samples(root: Path, classes=None) -> list[Sample]:

@@ -45,7 +45,8 @@ def record_evaluations(ctx, model, train_cfg, cfg, dataset: dict, extra_metrics:
         if name == "val" and extra_metrics:
             metrics.update(extra_metrics)
         ctx.append(make_record(experiment=ctx.experiment, evaluator=name, metrics=metrics,
-                               config={"train": _train_recipe(ctx, train_cfg), "eval": res.params, "data": dataset},
+                               config={"train": _train_recipe(ctx, train_cfg), "eval": res.params, "data": dataset,
+                                       **A.test_sets(cfg)},
                                scale=ctx.scale, seed=ctx.seed, dataset=res.dataset, wall_time_s=time.time() - t0,
                                outcomes=res.outcomes))
     if "cost" in wanted and cost is not None:
@@ -286,7 +287,7 @@ def run_crop_iou(ctx) -> None:
                "mean_max_iou": st["mean_max_iou"], "cdf_iou": st["cdf_iou"], "cdf": st["cdf_fraction"]}
     ctx.append(make_record(experiment=ctx.experiment, evaluator="crop_iou", metrics=metrics,
                            config={"n_crops": 100, "scale": [0.08, 1.0], "ratio": [3 / 4, 4 / 3],
-                                   "boxes": "boxes of the labelled class"},
+                                   "boxes": "boxes of the labelled class", **A.test_sets(cfg)},
                            scale=ctx.scale, seed=ctx.seed,
                            dataset={"name": A.dataset_name(cfg), "split": split, "size": st["n_images"]},
                            wall_time_s=time.time() - t0))

@@ -65,9 +65,15 @@ class Experiment:
     recipe: Callable[[str, int], dict] | None = None
 
     def is_current(self, rec: dict) -> bool:
-        """Whether `rec` was written under the current recipe. A recipe that cannot be computed here for a reason
-        the user controls (RecipeUnavailable: full scale without its environment variables) cannot judge the
-        record, so it is kept; any other exception is a bug in the recipe and propagates."""
+        """Whether `rec` counts now: written under the current recipe (`recipe_current`) and, if it reads a test
+        split, on the current test sets (`on_current_test_sets`)."""
+        return self.recipe_current(rec) and on_current_test_sets(rec)
+
+    def recipe_current(self, rec: dict) -> bool:
+        """Whether `rec` was written under the current recipe (what trained the model it measures). A recipe that
+        cannot be computed here for a reason the user controls (RecipeUnavailable: full scale without its
+        environment variables) cannot judge the record, so it is kept; any other exception is a bug in the recipe
+        and propagates."""
         if self.recipe is None:
             return True
         try:
@@ -75,6 +81,32 @@ class Experiment:
         except RecipeUnavailable:
             return True
         return portable(rec.get("config", {}).get("train")) == portable(_as_stored(want))
+
+
+# A record whose dataset split is one of these measures training (its cost, the label maps of train) and reads no
+# test split; every other record is an evaluation on a test split.
+TRAINING_SPLITS = ("train", "train+extra")
+
+
+def expected_test_sets(scale: str) -> str | None:
+    """The test sets an evaluation record at `scale` must name in config['test_sets'] to be current: the default
+    mini world's as the code writes them (relabel.data.current_test_sets, e.g. 'mini-v1-seed0/test-v2'); None at full
+    scale, whose test sets are the real datasets (not versioned here, not checked)."""
+    if scale != "mini":
+        return None
+    from relabel.data.world_config import current_test_sets, make_config  # (not relabel.data.world: it imports this)
+    return current_test_sets(0, make_config())
+
+
+def on_current_test_sets(rec: dict) -> bool:
+    """Whether an evaluation record was made on the current test sets: its config['test_sets'] (written from the
+    world it read, relabel.data.world_test_sets) is the code's (`expected_test_sets`). A record without it predates
+    the field (test sets v1) and is stale. Records of a training split (TRAINING_SPLITS) are never judged here: a
+    test set that grows leaves the training it measured as it was."""
+    want = expected_test_sets(rec.get("scale"))
+    if want is None or rec.get("dataset", {}).get("split") in TRAINING_SPLITS:
+        return True
+    return rec.get("config", {}).get("test_sets") == want
 
 
 class RecipeUnavailable(FileNotFoundError):
@@ -99,7 +131,8 @@ def register(experiment_id: str, evaluators, doc: str = "", needs=(), recipe=Non
 
 
 def current_records(records: list, registry: dict) -> tuple[list, int]:
-    """(the records written under each experiment's current recipe, how many stale ones were dropped)."""
+    """(the records written under each experiment's current recipe and, for evaluations, on the current test sets
+    (Experiment.is_current), how many stale ones were dropped)."""
     keep = [r for r in records if r["experiment"] not in registry or registry[r["experiment"]].is_current(r)]
     return keep, len(records) - len(keep)
 

@@ -170,7 +170,8 @@ def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_
         recs, stale = launch.current_records(load_records(paths), registry)
         if stale and stale not in warned:
             warned.add(stale)
-            log(f"({stale} record(s) come from an earlier recipe of their experiment and are ignored)")
+            log(f"({stale} record(s) come from an earlier recipe of their experiment or were evaluated on earlier "
+                f"test sets, and are ignored)")
         return recs
 
     plans, before = {}, current()

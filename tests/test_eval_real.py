@@ -50,6 +50,7 @@ def test_cli_end_to_end_prints_summary_and_writes_records(setup, isolated_runs):
         assert r["experiment"] == "ckpt/tiny" and r["seed"] == 3 and r["scale"] == "mini"  # seed from the ckpt
         assert r["config"]["eval_input_size"] == 32 and r["config"]["arch"] == "resnet18"
         assert r["config"]["eval_crop_ratio"] == 1.0  # mini default: the 48 px images are seen whole
+        assert r["config"]["test_sets"] == f"{world.name}/test-v2"  # which test sets (relabel.data.world_test_sets)
         row = next(line for line in out.stdout.splitlines() if line.startswith(r["evaluator"] + " "))
         assert f"{r['metrics']['top1']:.2f}" in row
         assert re.search(rf"\s{r['dataset']['size']}\s", row)

@@ -83,7 +83,8 @@ def test_an_annotator_experiment_per_annotator():
 
 def _record(exp_id, evaluator, seed, train):
     return R.make_record(experiment=exp_id, evaluator=evaluator, metrics={"top1": 50.0 + seed},
-                         config={"train": train}, scale="mini", seed=seed,
+                         config={"train": train, "test_sets": launch.expected_test_sets("mini")}, scale="mini",
+                         seed=seed,
                          dataset={"name": "fake", "split": "val", "size": 1}, wall_time_s=0.0)
 
 

@@ -112,7 +112,8 @@ def run(ctx):  # stands in for a training run: slow, then one record per evaluat
     print("RUNNING", flush=True)
     time.sleep(float(os.environ.get("STAND_IN_SLEEP", "0")))
     for ev in ctx.evaluators:
-        ctx.append(R.make_record(experiment=ctx.experiment, evaluator=ev, metrics={METRICS!r}, config={{"n": 1}},
+        ctx.append(R.make_record(experiment=ctx.experiment, evaluator=ev, metrics={METRICS!r},
+                                 config={{"n": 1, "test_sets": launch.expected_test_sets(ctx.scale)}},
                                  scale=ctx.scale, seed=ctx.seed, dataset={{"name": "w", "split": "val", "size": 1}},
                                  wall_time_s=0.0))
 
@@ -155,7 +156,8 @@ def test_a_second_make_waits_for_the_cell_the_first_runs_then_skips_it(tmp_path,
         assert f"{wd / 'job.lock'}, held by pid {os.getpid()} on host" in log  # the holder named: pid and host
         monkeypatch.setenv(SET_ENV, json.dumps({"epochs": 1}))  # the first make's record, under the same --set
         R.append(R.default_records_path("mini"), R.make_record(
-            experiment=CELL, evaluator="crop_iou", metrics=METRICS, config={"n": 1}, scale="mini", seed=0,
+            experiment=CELL, evaluator="crop_iou", metrics=METRICS,
+            config={"n": 1, "test_sets": launch.expected_test_sets("mini")}, scale="mini", seed=0,
             dataset={"name": "w", "split": "val", "size": 1}, wall_time_s=0.0))
         before = R.default_records_path("mini").read_bytes()
     assert second.wait(120) == 0, second.log.read_text()
@@ -199,7 +201,8 @@ def test_missing_extra_row_exits_non_zero_naming_the_cells(tmp_path, capsys):
         exp = f"pretrain/resnet50/{row}"
         recipe = launch._recipe(registry[exp], "mini", 0)  # records of the current recipe (else: stale, ignored)
         for ev in ("val", "real"):
-            R.append(recs, _rec(experiment=exp, evaluator=ev, metrics={"top1": 50.0}, config={"train": recipe}))
+            R.append(recs, _rec(experiment=exp, evaluator=ev, metrics={"top1": 50.0},
+                                config={"train": recipe, "test_sets": launch.expected_test_sets("mini")}))
     out = tmp_path / "rendered"
     assert make.main(["table2", "--no-run", "--out", str(out), "--records", str(recs)]) == 0  # 10/10 asked for
     capsys.readouterr()

@@ -50,7 +50,8 @@ def test_registered_experiment_runs_only_missing_cells_once(monkeypatch, tmp_pat
         calls.append((ctx.experiment, ctx.seed, ctx.evaluators))
         for ev in ctx.evaluators:
             ctx.append(R.make_record(experiment=ctx.experiment, evaluator=ev, metrics={"top1": 50.0 + ctx.seed},
-                                     config={"fake": True}, scale=ctx.scale, seed=ctx.seed,
+                                     config={"fake": True, "test_sets": launch.expected_test_sets(ctx.scale)},
+                                     scale=ctx.scale, seed=ctx.seed,
                                      dataset={"name": "fake", "split": "val", "size": 1}, wall_time_s=0))
 
     registry = {e: launch.Experiment(e, frozenset({"val", "real"}), fake_run)
@@ -79,7 +80,8 @@ def test_records_of_an_earlier_recipe_are_stale_and_their_cells_run_again(monkey
         calls.append(ctx.seed)
         for ev in ctx.evaluators:
             ctx.append(R.make_record(experiment=ctx.experiment, evaluator=ev, metrics={"top1": 100 * recipe["lr"]},
-                                     config={"train": dict(recipe)}, scale=ctx.scale, seed=ctx.seed,
+                                     config={"train": dict(recipe), "test_sets": launch.expected_test_sets(ctx.scale)},
+                                     scale=ctx.scale, seed=ctx.seed,
                                      dataset={"name": "fake", "split": "val", "size": 1}, wall_time_s=0))
 
     exps = ("pretrain/resnet50/relabel", "pretrain/resnet50/localized_single", "pretrain/resnet50/global_multi",
@@ -103,13 +105,38 @@ def test_records_stay_current_on_a_clone_with_its_data_elsewhere():
     here = {"lr": 0.1, "dataset": "mini-v1-seed0/coco", "world": "/home/a/data/mini-v1-seed0",
             "data_root": "/home/a/data/mini-v1-seed0/coco", "root": "/home/a/data/mini-v1-seed0/finegrained/dtd"}
     exp = launch.Experiment("x", frozenset({"val"}), lambda ctx: None, recipe=lambda scale, seed: here)
-    rec = {"scale": "mini", "seed": 0, "config": {"train": {**here, "world": "/work/main/data/mini-v1-seed0",
+    rec = {"scale": "mini", "seed": 0, "dataset": {"name": "mini-v1-seed0/coco", "split": "val", "size": 2000},
+           "config": {"train": {**here, "world": "/work/main/data/mini-v1-seed0",
                                 "data_root": "/work/main/data/mini-v1-seed0/coco",
-                                "root": "/work/main/data/mini-v1-seed0/finegrained/dtd"}}}
+                                "root": "/work/main/data/mini-v1-seed0/finegrained/dtd"},
+                      "test_sets": launch.expected_test_sets("mini")}}
     assert exp.is_current(rec)
     for changed in ({"dataset": "mini-v2-seed0/coco"}, {"lr": 0.2}):
-        assert not exp.is_current({**rec, "config": {"train": {**rec["config"]["train"], **changed}}})
+        assert not exp.is_current({**rec, "config": {**rec["config"], "train": {**rec["config"]["train"], **changed}}})
     assert launch.recipe_hash(exp, "mini", 0) == R.config_hash(launch.portable(rec["config"]["train"]))
+
+
+def test_an_evaluation_record_is_current_only_on_the_current_test_sets():
+    """Issue 25: the mini test sets grew (relabel.data.world_config.TEST_SETS_VERSION 2) and the training splits did
+    not, so no recipe changed; every evaluation record of the earlier test sets is stale all the same (a top-1 on
+    1,500 val images is not a cell of the 20,000-image val), while a record of training (its cost) stays current."""
+    here = {"lr": 0.1}
+    exp = launch.Experiment("x", frozenset({"val", "cost"}), lambda ctx: None, recipe=lambda scale, seed: here)
+    crops = launch.Experiment("y", frozenset({"crop_iou"}), lambda ctx: None)  # no recipe: Fig. 2 reads val boxes
+    now = launch.expected_test_sets("mini")
+    assert now == "mini-v1-seed0/test-v2"
+    ev = {"experiment": "x", "scale": "mini", "seed": 0,
+          "dataset": {"name": "imagenet-val", "split": "val", "size": 20000},
+          "config": {"train": here, "test_sets": now}}
+    before = {**ev, "dataset": {**ev["dataset"], "size": 1500}, "config": {"train": here}}  # no field: v1
+    assert exp.is_current(ev) and crops.is_current(ev)
+    assert not exp.is_current(before) and exp.recipe_current(before) and not crops.is_current(before)
+    assert not exp.is_current({**ev, "config": {"train": here, "test_sets": "mini-v1-seed0/test-v1"}})
+    for split in launch.TRAINING_SPLITS:  # the cost of a training run: no test split read
+        assert exp.is_current({**before, "dataset": {"name": "mini-v1-seed0", "split": split, "size": 5000}})
+    assert exp.is_current({**before, "scale": "full"})  # the real datasets: not versioned, not judged
+    kept, stale = launch.current_records([ev, before], {"x": exp})
+    assert kept == [ev] and stale == 1
 
 
 def test_bad_seeds_and_missing_records_file_are_clear_errors():
@@ -183,7 +210,8 @@ def test_targets_share_one_pool_and_a_run_two_tables_need_runs_once(monkeypatch,
         calls.append((ctx.experiment, ctx.seed, ctx.evaluators))
         for ev in ctx.evaluators:
             ctx.append(R.make_record(experiment=ctx.experiment, evaluator=ev, metrics={"top1": 50.0},
-                                     config={"fake": True}, scale=ctx.scale, seed=ctx.seed,
+                                     config={"fake": True, "test_sets": launch.expected_test_sets(ctx.scale)},
+                                     scale=ctx.scale, seed=ctx.seed,
                                      dataset={"name": "fake", "split": "val", "size": 1}, wall_time_s=0))
 
     evaluators = frozenset({"val", "real", "v2-top-images", "shankar"})

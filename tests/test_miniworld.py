@@ -19,7 +19,7 @@ from relabel.data.finegrained import FINEGRAINED_TASKS, task_classes
 from relabel.data.scenes import mask_box, sample_scene, true_labels
 from relabel.data.sources import CLASS_NAMES, load_sources
 from relabel.data.stats import PAPER_FIG2, PAPER_REAL_MULTILABEL, box_iou
-from relabel.data.world import build_world
+from relabel.data.world import build_world, training_split_hashes, world_name
 
 # Reduced sizes keep one world at a second or two; everything else is the calibrated default.
 SMALL = dict(n_train=60, n_extra=20, n_val=60, n_v2_per_class=2, n_imagenet_a=10, n_bgc_per_class=3,
@@ -119,6 +119,43 @@ def test_cli_prints_statistics_writes_preview_and_reuses(tmp_path, capsys):
         assert im.size[0] > 400
     assert cli_main(args) == 0
     assert "reusing" in capsys.readouterr().out
+
+
+def test_test_split_sizes_leave_every_training_split_unchanged(world, tmp_path):
+    """Every split draws from its own seeded streams, so larger test splits (issue 25) cannot shift a training one."""
+    bigger = dict(SMALL, n_val=90, n_v2_per_class=4, n_imagenet_a=25, n_coco_val=11, n_finegrained_test_per_class=3)
+    other = tmp_path / "bigger"
+    build_world(other, 0, make_config(**bigger))
+    assert training_split_hashes(other) == training_split_hashes(world)
+    assert (other / "val" / "real.json").read_bytes() != (world / "val" / "real.json").read_bytes()
+
+
+def test_a_world_built_by_earlier_code_is_set_aside_and_built_again(tmp_path, monkeypatch):
+    """A cached world whose world.json is not the code's (here: test sets v1, as worlds were written before
+    TEST_SETS_VERSION) is never reused: set aside under its lock with one log line, then built afresh; in a
+    read-only root it is one sentence instead."""
+    from relabel.data import world as W
+    final = ensure_world(tmp_path, seed=0, log=lambda _: None, **SMALL)
+    info = json.loads((final / "world.json").read_text())
+    del info["test_sets_version"]
+    (final / "world.json").write_text(json.dumps(info))
+    assert W.world_test_sets(final) == f"{final.name}/test-v1"
+    real_access = W.os.access
+    monkeypatch.setattr(W.os, "access", lambda p, mode, *a, **k: False if Path(p) == tmp_path and mode == W.os.W_OK
+                        else real_access(p, mode, *a, **k))
+    with pytest.raises(W.WorldNotWritable, match="test_sets_version 1, the code's 2.*not writable"):
+        ensure_world(tmp_path, seed=0, log=lambda _: None, **SMALL)
+    monkeypatch.undo()
+    logs = []
+    assert ensure_world(tmp_path, seed=0, log=logs.append, **SMALL) == final
+    aside = [m for m in logs if "set aside" in m]
+    assert len(aside) == 1 and "built by earlier code (test_sets_version 1, the code's 2)" in aside[0]
+    assert W.world_test_sets(final) == W.current_test_sets(0, make_config(**SMALL)) == f"{final.name}/test-v2"
+    stale = next(tmp_path.glob(f"{final.name}.stale-*"))
+    assert "test_sets_version" not in json.loads((stale / "world.json").read_text())
+    logs.clear()
+    ensure_world(tmp_path, seed=0, log=logs.append, **SMALL)
+    assert logs == [f"reusing cached mini world {final}"]
 
 
 def test_unknown_or_invalid_knob_is_one_clear_error(capsys):
@@ -326,14 +363,47 @@ def test_label_rule_largest_labels_the_largest_visible_object():
         assert scene.label == max(scene.objects, key=lambda o: o.area).cls
 
 
+# The test splits of test sets version 1: the default world's training side with the small test splits of before
+# issue 25 builds in ~1 min instead of ~5 (the default world's V2 pool, ImageNet-A's filter and 2 M Fig. 2 crops), and
+# its training splits are the default world's bytes (test_test_split_sizes_leave_every_training_split_unchanged).
+V1_TEST_SPLITS = dict(n_val=1500, n_v2_per_class=30, n_imagenet_a=200, n_coco_val=300, n_finegrained_test_per_class=16)
+
+
+@pytest.fixture(scope="module")
+def default_training_world(tmp_path_factory) -> Path:
+    """Every training and scene knob at its default, the test splits of version 1 (V1_TEST_SPLITS)."""
+    return ensure_world(tmp_path_factory.mktemp("default"), seed=0, log=lambda _: None, **V1_TEST_SPLITS)
+
+
 @pytest.mark.slow
-def test_default_world_statistics_within_three_points(tmp_path):
-    world = ensure_world(tmp_path, seed=0, log=lambda _: None)
+def test_default_world_statistics_within_three_points(default_training_world):
+    """Calibration, measured on a 1,500-image val (the default world's 20,000 read 15.9%, 7.9% and 24.0%:
+    docs/mini-world.md)."""
+    world = default_training_world
     stats = json.loads((world / "stats.json").read_text())
     assert abs(stats["val_multilabel"]["multi_fraction"] - PAPER_REAL_MULTILABEL) <= 0.03
     fig2 = stats["fig2_val_labelled_boxes"]
     assert abs(fig2["no_overlap"] - PAPER_FIG2["no_overlap"]) <= 0.03
     assert abs(fig2["iou_gt_0.5"] - PAPER_FIG2["iou_gt_0.5"]) <= 0.03
-    default = WorldConfig()
-    assert len(readers.list_class_folders(world / "train")[1]) == default.n_train
-    assert len(readers.read_real_labels(world / "val" / "real.json")) == default.n_val
+    assert len(readers.list_class_folders(world / "train")[1]) == WorldConfig().n_train
+    assert len(readers.read_real_labels(world / "val" / "real.json")) == 1500
+
+
+@pytest.mark.slow
+def test_default_world_keeps_the_training_splits_of_the_published_annotator(default_training_world):
+    """Issue 25: the test sets grew (TEST_SETS_VERSION 2) and every split training reads kept its bytes, so the
+    published mini annotator, trained on the world of commit e26e2b4, stays valid under the same world name."""
+    want = json.loads((Path(__file__).parent / "fixtures" / "training_splits.json").read_text())
+    assert world_name(0, make_config()) == want["world"]
+    assert training_split_hashes(default_training_world) == want["splits"]
+
+
+def test_default_test_splits_have_the_planned_sizes():
+    """docs/statistics-plan.md: val 20,000, each V2 variant 10,000, ImageNet-A 10,000, COCO val 2,000, fine-grained
+    test ~1,000 per task (125 per class of 8-10 classes), ImageNet-C 1,000 val images per cell."""
+    from relabel.evaluators.roots import MINI_C_IMAGES
+    cfg = WorldConfig()
+    assert (cfg.n_val, 10 * cfg.n_v2_per_class, cfg.n_imagenet_a, cfg.n_coco_val) == (20000, 10000, 10000, 2000)
+    sizes = [cfg.n_finegrained_test_per_class * len(task_classes(t)) for t in FINEGRAINED_TASKS]
+    assert min(sizes) == 1000 and max(sizes) == 1250 and MINI_C_IMAGES == 1000
+    assert cfg.n_bgc_per_class == 50  # the background challenge: not testable at mini, unchanged

@@ -189,7 +189,8 @@ def test_a_clone_with_published_records_for_every_cell_runs_nothing(tmp_path, mo
                 if (src.experiment, src.evaluator, seed) not in recs:
                     train = launch._recipe(registry[src.experiment], "mini", seed) if src.experiment in registry else {}
                     recs[src.experiment, src.evaluator, seed] = R.make_record(
-                        experiment=src.experiment, evaluator=src.evaluator, metrics={}, config={"train": train},
+                        experiment=src.experiment, evaluator=src.evaluator, metrics={},
+                        config={"train": train, "test_sets": launch.expected_test_sets("mini")},
                         scale="mini", seed=seed, dataset={"name": "m", "split": "val", "size": 1}, wall_time_s=0)
                 recs[src.experiment, src.evaluator, seed]["metrics"][src.metric] = 50.0 + seed
     for rec in recs.values():

@@ -2,6 +2,7 @@
 import dataclasses
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -192,18 +193,22 @@ def test_launcher_run_writes_a_grid_record_that_fills_table8(tmp_path, monkeypat
         assert computed.cells[row, "pets"].n == 1
     assert computed.cells["relabel_paper", "pets"].mean == rec["metrics"]["top1_best_on_test"]
 
-    # the record is current under today's recipes, and becomes stale when the transfer config or the backbone's
-    # pretraining recipe changes (make ignores it and runs the cell again)
+    # the record's recipe is current under today's recipes, and becomes stale when the transfer config or the
+    # backbone's pretraining recipe changes (make ignores it and runs the cell again)
     registry = launch.discover()
     exp = registry["transfer/finegrained/pets/relabel"]
-    assert exp.is_current(rec)
+    assert exp.recipe_current(rec)
+    # scored on a task folder outside the mini world, it names no world's test sets, so as an evaluation it never
+    # counts at mini (a record of the world's test splits carries them: relabel.launch.on_current_test_sets)
+    assert "test_sets" not in rec["config"] and not exp.is_current(rec)
+    assert exp.is_current({**rec, "config": {**rec["config"], "test_sets": launch.expected_test_sets("mini")}})
     monkeypatch.setattr(FG, "get_config", lambda scale, task: tiny.replace(max_steps=3))
-    assert not exp.is_current(rec)
+    assert not exp.recipe_current(rec)
     monkeypatch.setattr(FG, "get_config", lambda scale, task: tiny)
     pre = registry["pretrain/resnet50/relabel"]
     monkeypatch.setitem(launch._REGISTRY, pre.id, dataclasses.replace(
         pre, recipe=lambda scale, seed: {**pre.recipe(scale, seed), "epochs": 999}))
-    assert not exp.is_current(rec)
+    assert not exp.recipe_current(rec)
 
 
 def test_a_backbone_of_an_earlier_pretraining_recipe_is_refused(tmp_path, monkeypatch):
@@ -244,14 +249,14 @@ def test_finegrained_grid_refuses_or_sets_aside_work_of_another_config(tmp_path)
                         weight_decays=(0.0,), cache_images=False)
     bb = open_backbone(tiny_backbone(tmp_path / "bb.safetensors"), "resnet50")
     FG.run_grid(cfg, bb, tmp_path / "wd", seed=0, log=lambda *_: None)
-    with pytest.raises(RuntimeError, match="another config or backbone checkpoint; delete"):
+    with pytest.raises(RuntimeError, match="another config, backbone checkpoint or test split; delete"):
         FG.run_grid(cfg.replace(max_steps=3), bb, tmp_path / "wd", seed=0, log=lambda *_: None)
     other = open_backbone(tiny_backbone(tmp_path / "other.safetensors", seed=1), "resnet50")
-    with pytest.raises(RuntimeError, match="another config or backbone checkpoint; delete"):
+    with pytest.raises(RuntimeError, match="another config, backbone checkpoint or test split; delete"):
         FG.run_grid(cfg, other, tmp_path / "wd", seed=0, log=lambda *_: None)
     # a half-trained point (started, not scored) of another backbone is caught as well
     (tmp_path / "wd" / "grid" / "lr0.01_wd0.json").unlink()
-    with pytest.raises(RuntimeError, match="another config or backbone checkpoint; delete"):
+    with pytest.raises(RuntimeError, match="another config, backbone checkpoint or test split; delete"):
         FG.run_grid(cfg, other, tmp_path / "wd", seed=0, log=lambda *_: None)
     # under make (on_stale='set_aside') the old work is moved aside and the grid trains afresh
     res = FG.run_grid(cfg, other, tmp_path / "wd", seed=0, log=lambda *_: None, on_stale="set_aside")
@@ -259,3 +264,10 @@ def test_finegrained_grid_refuses_or_sets_aside_work_of_another_config(tmp_path)
     assert len(list((tmp_path / "wd").glob("grid.stale-*"))) == 1
     again = FG.run_grid(cfg, other, tmp_path / "wd", seed=0, log=lambda *_: None)  # now current: reused
     assert again["points"] == res["points"]
+    # a grid scored on another test split (issue 25: the test sets grew) is scored again, not reused
+    test_image = next((root / "test").rglob("*.png"))
+    shutil.copy(test_image, test_image.with_name("added.png"))
+    with pytest.raises(RuntimeError, match="another config, backbone checkpoint or test split; delete"):
+        FG.run_grid(cfg, other, tmp_path / "wd", seed=0, log=lambda *_: None)
+    res = FG.run_grid(cfg, other, tmp_path / "wd", seed=0, log=lambda *_: None, on_stale="set_aside")
+    assert len(list((tmp_path / "wd").glob("grid.stale-*"))) == 2

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from relabel.data import ensure_world, make_config, world_name
+from relabel.data import ensure_world, make_config, world_name, world_test_sets
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -24,9 +24,17 @@ def mini_world_dir() -> Path:
 
 
 def ensure_data(world: str) -> None:
-    """Generates the default mini world at `world` if it is missing; '' (full scale): nothing to do."""
-    if world and not (Path(world) / "world.json").is_file():
+    """Generates the default mini world at `world` if it is missing or was built by earlier code (relabel.data's
+    ensure_world decides, under its lock); '' (full scale): nothing to do."""
+    if world:
         built = ensure_world(Path(world).parent, seed=0, log=lambda m: print(m, flush=True))
         if built != Path(world):
             raise FileNotFoundError(f"mini world {world} is not the default world ({built}); generate it with "
                                     "python -m relabel.data or point RELABEL_DATA at its parent folder.")
+
+
+def test_sets(world: str) -> dict:
+    """What a transfer record adds to its config: the identity of the mini world's test splits it was scored on
+    (relabel.data.world_test_sets), so a record of earlier test sets is stale (relabel.launch.on_current_test_sets);
+    '' (full scale): nothing."""
+    return {"test_sets": world_test_sets(world)} if world else {}

@@ -21,7 +21,7 @@ from relabel import records as R
 from relabel.checkpoint import CheckpointError
 from relabel.records import file_sha256
 from relabel.records import make_record
-from transfer.data import ensure_data
+from transfer.data import ensure_data, test_sets
 
 BACKBONES = {"baseline": "pretrain/resnet50/original", "relabel": "pretrain/resnet50/relabel"}
 
@@ -54,7 +54,9 @@ def current_backbone(pretrain: str, scale: str, seed: int, records_path) -> str:
     ckpt = launch.ensure_checkpoint(exp_id, scale, seed)
     registry = launch.discover()
     recs = [r for r in R.read(records_path) if (r["experiment"], r["seed"], r["scale"]) == (exp_id, seed, scale)]
-    if recs and exp_id in registry and not any(registry[exp_id].is_current(r) for r in recs):
+    # the recipe alone decides: records of earlier test sets (relabel.launch.on_current_test_sets) still name a
+    # backbone trained under the current recipe
+    if recs and exp_id in registry and not any(registry[exp_id].recipe_current(r) for r in recs):
         raise CheckpointError(f"backbone {ckpt} was trained under an earlier recipe of {exp_id} (its records are "
                               f"all stale); retrain it first (make table2 SEEDS={seed}) or delete the file so "
                               "the transfer experiment pretrains it")
@@ -76,7 +78,8 @@ def run_finegrained(ctx: launch.RunContext, task: str, pretrain: str) -> None:
     rec = make_record(
         experiment=ctx.experiment, evaluator="grid",
         metrics={k: res[k] for k in ("top1_best_on_test", "top1_selected_on_holdout")},
-        config={"train": recipe(cfg, pretrain, ctx.scale, ctx.seed)}, scale=ctx.scale, seed=ctx.seed,
+        config={"train": recipe(cfg, pretrain, ctx.scale, ctx.seed), **test_sets(cfg.world)}, scale=ctx.scale,
+        seed=ctx.seed,
         dataset={"name": cfg.dataset, "split": splits["test"]["name"], "size": splits["test"]["size"],
                  "fit": splits["fit"], "holdout": splits["holdout"], "num_classes": res["num_classes"]},
         wall_time_s=res["wall_s"],
@@ -101,7 +104,8 @@ def run_detection(ctx: launch.RunContext, detector: str, pretrain: str) -> None:
         return
     rec = make_record(
         experiment=ctx.experiment, evaluator="coco", metrics=res.metrics,
-        config={"train": recipe(cfg, pretrain, ctx.scale, ctx.seed)}, scale=ctx.scale, seed=ctx.seed,
+        config={"train": recipe(cfg, pretrain, ctx.scale, ctx.seed), **test_sets(cfg.world)}, scale=ctx.scale,
+        seed=ctx.seed,
         dataset={"name": cfg.dataset, "split": cfg.val_images, "size": res.val_size, "train_size": res.train_size},
         wall_time_s=res.wall_s,
         cells=[f"table9/{pretrain}/{c}" for c in (("faster_bbox",) if detector == "faster_rcnn"

@@ -12,8 +12,8 @@ every mini task), otherwise a fixed class-stratified 20% slice of train (Food-10
 left out of `fit`. Full scale reads torchvision's dataset classes from local roots (no downloads); mini reads
 the mini world's `finegrained/<task>/{train,val,test}/<class>/` folders, the tasks in the same roles.
 Each point starts from the backbone without its pretraining classifier. A grid resumes point by point (scores
-in `<workdir>/grid/<point>.json`, a half-trained point from its checkpoint), only into the same training config
-and backbone weights.
+in `<workdir>/grid/<point>.json`, a half-trained point from its checkpoint), only into the same training config,
+backbone weights and test split.
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ import torch
 
 from relabel import outcomes as O
 from relabel.data.readers import list_class_folders
+from relabel.store import dataset_fingerprint, file_sizes
 from relabel.metrics import predict, topk_accuracy
 from relabel.loader import EvalSet, Sample, TrainSet, eval_transform, train_transform
 from relabel.train import TrainConfig, train
@@ -226,7 +227,8 @@ def run_grid(cfg: FineGrainedConfig, bb: Backbone, workdir: str | os.PathLike, s
              log=print, on_stale: str = "refuse") -> dict:
     """Fine-tunes every grid point (resuming finished points from `<workdir>/grid/*.json`, a half-trained one from
     its checkpoint) and returns {'top1_best_on_test', 'top1_selected_on_holdout', 'points', 'splits', ...}.
-    Work of another config or backbone in `<workdir>/grid` is refused, or with on_stale='set_aside' moved aside."""
+    Work of another config, backbone or test split in `<workdir>/grid` is refused, or with on_stale='set_aside' moved
+    aside."""
     splits, classes = load_splits(cfg)
     gdir = Path(workdir) / "grid"
     fit = TrainSet(splits["fit"].root, splits["fit"].samples,
@@ -235,13 +237,16 @@ def run_grid(cfg: FineGrainedConfig, bb: Backbone, workdir: str | os.PathLike, s
     points = grid(lr=cfg.lrs, weight_decay=cfg.weight_decays)
     tcfgs = {_point_name(p): train_config(cfg, bb, len(classes), len(fit), p["lr"], p["weight_decay"], seed)
              for p in points}
-    # a point's identity: its training config and the backbone's exact weights, kept in `<name>.json` once scored
-    # and in `<name>/point.json` from its start (a half-trained point resumes only into the same identity)
-    ident = {n: {"train_config": json.loads(json.dumps(t.to_dict())), "backbone_sha256": bb.sha256}
-             for n, t in tcfgs.items()}
+    # a point's identity: its training config, the backbone's exact weights and the test split it is scored on (its
+    # files and their sizes: a point scored on earlier test images is scored again), kept in `<name>.json` once
+    # scored and in `<name>/point.json` from its start (a half-trained point resumes only into the same identity)
+    test_paths = [s.path for s in splits["test"].samples]
+    test_split = dataset_fingerprint(test_paths, file_sizes(splits["test"].root, test_paths))
+    ident = {n: {"train_config": json.loads(json.dumps(t.to_dict())), "backbone_sha256": bb.sha256,
+                 "test_split": test_split} for n, t in tcfgs.items()}
     old = _other_identity(gdir, ident)
     if old is not None:
-        handle_stale(gdir, old, on_stale, "a fine-tuning grid")
+        handle_stale(gdir, old, on_stale, "a fine-tuning grid", "config, backbone checkpoint or test split")
     gdir.mkdir(parents=True, exist_ok=True)
     wall_total = 0.0
 

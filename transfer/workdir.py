@@ -15,14 +15,14 @@ class StaleWorkdirError(RuntimeError):
     """A work folder holds a run of another config or backbone and on_stale='refuse'."""
 
 
-def handle_stale(folder: Path, old_identity, on_stale: str, what: str) -> None:
+def handle_stale(folder: Path, old_identity, on_stale: str, what: str,
+                 inputs: str = "config or backbone checkpoint") -> None:
     """`folder` holds work of `old_identity`, not the current one: raise (refuse) or move it to
-    `<folder>.stale-<hash of the old identity>` so the run starts afresh (set_aside, as pretrain/ does)."""
+    `<folder>.stale-<hash of the old identity>` so the run starts afresh (set_aside, as pretrain/ does). `inputs`
+    names what its identity holds, for the messages."""
     if on_stale not in ON_STALE:
         raise ValueError(f"on_stale must be one of {ON_STALE}, got '{on_stale}'")
     if on_stale == "refuse":
-        raise StaleWorkdirError(f"{folder} holds {what} with another config or backbone checkpoint; delete it to start "
-                           "over")
+        raise StaleWorkdirError(f"{folder} holds {what} with another {inputs}; delete it to start over")
     dest = set_aside(folder, config_hash({'old': old_identity}))
-    print(f"{folder} held {what} of an earlier config or backbone: moved to {dest.name}, starting afresh",
-          flush=True)
+    print(f"{folder} held {what} of another {inputs}: moved to {dest.name}, starting afresh", flush=True)

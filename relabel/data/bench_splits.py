@@ -45,11 +45,13 @@ def write_v2(dest: Path, seed: int, cfg: WorldConfig, sources: Sources, val_sele
     if n == 0:
         return {v: 0 for v in V2_VARIANTS}
     labels = balanced_classes(seed, "v2", n * _V2_POOL_FACTOR * len(CLASS_NAMES))
-    pool: dict[int, list[tuple[float, Scene]]] = {c: [] for c in range(len(CLASS_NAMES))}
+    # (selection frequency, image) per candidate: the images alone, not the scenes' masks (40,000 candidates at 10,000
+    # per variant)
+    pool: dict[int, list[tuple[float, np.ndarray]]] = {c: [] for c in range(len(CLASS_NAMES))}
     for i, cls in enumerate(labels):
         rng = split_rng(seed, "v2", i)
         scene = sample_scene(rng, params, sources, "test", int(cls))
-        pool[scene.label].append((selection_frequency(rng, scene, cfg.image_size), scene))
+        pool[scene.label].append((selection_frequency(rng, scene, cfg.image_size), scene.image))
     bins = np.linspace(0.0, 1.0, 6)
     val_hist = np.histogram(val_selection_frequency, bins=bins)[0].astype(float)
     val_hist /= max(val_hist.sum(), 1.0)
@@ -63,7 +65,7 @@ def write_v2(dest: Path, seed: int, cfg: WorldConfig, sources: Sources, val_sele
             folder = dest / "v2" / variant / str(cls)
             folder.mkdir(parents=True, exist_ok=True)
             for j in chosen:
-                data = png_bytes(cands[j][1].image)
+                data = png_bytes(cands[j][1])
                 (folder / f"{hashlib.sha1(data).hexdigest()}.png").write_bytes(data)
                 written += 1
         counts[variant] = written

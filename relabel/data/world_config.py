@@ -11,10 +11,27 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-__all__ = ["GENERATOR_VERSION", "WorldConfig", "SceneParams", "make_config"]
+__all__ = ["GENERATOR_VERSION", "TEST_SETS_VERSION", "TRAINING_SPLITS", "WorldConfig", "SceneParams", "make_config",
+           "world_name", "current_test_sets"]
 
-# Bump whenever any output byte of a given (seed, config) could change; it is part of the cache key.
+# Two versions, one per side of the world (a world's world.json holds both; `ensure_world` rebuilds a cached world
+# whose world.json differs from the code's):
+# - GENERATOR_VERSION: bump whenever a byte of a split that training reads could change (TRAINING_SPLITS, for a given
+#   seed and config). It names the world (`mini-v1-seed0`), and that name is the identity every training artifact
+#   carries (the published annotator's 'world', label-map stores, checkpoints), so a bump retrains everything.
+# - TEST_SETS_VERSION: bump whenever a byte of a test split could change and no training split does (a test split's
+#   size or generator, or an evaluation default that picks from them: the mini ImageNet-C subset's size in
+#   relabel/evaluators/roots.py). The world keeps its name and its training artifacts; evaluation records carry
+#   `current_test_sets` (config['test_sets']), so every record evaluated on the earlier test sets becomes stale
+#   (relabel.launch.Experiment.is_current). v1: val 1,500, V2 300 per variant, ImageNet-A 200, COCO val 300,
+#   fine-grained test 16 per class, ImageNet-C 300 per cell; v2 (issue 25, docs/statistics-plan.md): the sizes below.
 GENERATOR_VERSION = 1
+TEST_SETS_VERSION = 2
+# The splits a training run, the annotator or a label-map store reads (tests/test_miniworld.py checks their bytes
+# against tests/fixtures/training_splits.json): they must not change without a GENERATOR_VERSION bump.
+TRAINING_SPLITS = ("train", "extra", "coco/train", "coco/annotations/instances_train.json",
+                   *(f"finegrained/{t}/{s}" for t in ("food", "cars", "dtd", "aircraft", "pets")
+                     for s in ("train", "val")))
 LABEL_RULES = ("random", "largest")
 
 
@@ -26,15 +43,18 @@ class WorldConfig:
     image_size: int = 48
     n_train: int = 5000
     n_extra: int = 10000
-    n_val: int = 1500
-    n_v2_per_class: int = 30
-    n_imagenet_a: int = 200
+    # Test splits (TEST_SETS_VERSION 2): large enough that one accuracy near 50% has a binomial SE of ≤ 0.5 points
+    # (val, each V2 variant, ImageNet-A: ≥ 10,000), or what evaluation time allows (docs/statistics-plan.md).
+    n_val: int = 20000
+    n_v2_per_class: int = 1000
+    n_imagenet_a: int = 10000
     n_bgc_per_class: int = 50
     n_coco_train: int = 600
-    n_coco_val: int = 300
+    n_coco_val: int = 2000
     n_finegrained_train_per_class: int = 24
     n_finegrained_val_per_class: int = 8
-    n_finegrained_test_per_class: int = 16
+    # 125 per class: 1,000-1,250 test images per task (8-10 classes), the plan's 1,000 as the floor
+    n_finegrained_test_per_class: int = 125
     # The image is "collected for" one of its objects: drawn at random (default) or the largest visible one.
     label_rule: str = "random"
     # An object belongs to the true label set when at least this fraction of it is visible.
@@ -124,3 +144,16 @@ def make_config(**knobs) -> WorldConfig:
         raise ValueError(f"unknown mini-world knob(s) {unknown}; valid knobs are {sorted(names)}.")
     knobs = {k: tuple(v) if isinstance(v, list) else v for k, v in knobs.items()}
     return WorldConfig(**knobs)
+
+
+def world_name(seed: int, cfg: WorldConfig) -> str:
+    """The world's folder name, which every training artifact carries as its world's identity: 'mini-v1-seed0'
+    (plus the knob hash of a non-default world)."""
+    name = f"mini-v{GENERATOR_VERSION}-seed{seed}"
+    return name if cfg.is_default() else f"{name}-{cfg.short_hash()}"
+
+
+def current_test_sets(seed: int, cfg: WorldConfig) -> str:
+    """The identity of the world's test splits as the code writes them now ('mini-v1-seed0/test-v2'): what an
+    evaluation record must carry in config['test_sets'] to be current (relabel.launch.on_current_test_sets)."""
+    return f"{world_name(seed, cfg)}/test-v{TEST_SETS_VERSION}"

@@ -196,7 +196,7 @@ def evaluate(name: str, model: nn.Module, roots: DataRoots, *, input_size: int, 
              **options) -> EvalResult:
     """Runs evaluator `name` on `model` (moved to `device`; default: where its parameters are).
 
-    `options` are `EvalOptions` fields: fgsm_epsilon (8/255), c_images ("default": 300 at mini generated on the
+    `options` are `EvalOptions` fields: fgsm_epsilon (8/255), c_images ("default": 1,000 at mini generated on the
     fly, all otherwise), c_seed (0), c_corruptions (the 15), c_severities (1-5). Pass the same `cache` dict to
     several calls on one model with unchanged weights to predict val once (evaluate_many does).
     """

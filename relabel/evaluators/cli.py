@@ -115,7 +115,7 @@ def build_parser(prog: str, description: str, suites: tuple[str, ...], robustnes
                             "<data-root>/imagenet-c when that folder exists, else generated on the fly from val with "
                             "imagecorruptions (always on the fly at --scale mini)")
         g.add_argument("--c-images", type=_c_images, metavar="N|all",
-                       help="val images per corruption×severity (default: 300 at mini on the fly, else all)")
+                       help="val images per corruption×severity (default: 1,000 at mini on the fly, else all)")
         g.add_argument("--c-seed", type=int, default=0, metavar="N",
                        help="seed of the ImageNet-C subset and noise (default 0)")
         g.add_argument("--c-corruptions", metavar="LIST", default=",".join(E.CORRUPTIONS),
@@ -224,7 +224,7 @@ def _run(args, suites, robustness) -> int:
     records_path = Path(args.records) if args.records else R.default_records_path(args.scale)
     config = {"checkpoint": str(Path(args.ckpt).resolve()), "checkpoint_sha256": ck.sha256[:16],
               "checkpoint_format": ck.format, "arch": ck.arch, "model_kwargs": ck.model_kwargs,
-              "num_classes": ck.num_classes}
+              "num_classes": ck.num_classes, **({"test_sets": roots.test_sets} if roots.test_sets else {})}
     say(f"{experiment}: timm {ck.arch} ({ck.num_classes} classes) on {roots.name} [{args.scale}], "
         f"input {input_size} px, crop ratio {crop_ratio}, device {device}"
         f"{f', {info.world} ranks' if info.world > 1 else ''}")

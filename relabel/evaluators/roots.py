@@ -21,7 +21,9 @@ from typing import Mapping
 from relabel.records import REPO_ROOT
 
 V2_VARIANTS = ("top-images", "matched-frequency", "threshold0.7")
-MINI_C_IMAGES = 300  # mini ImageNet-C generated on the fly: a seeded subset of val (75 corruptions each)
+# mini ImageNet-C generated on the fly: a seeded subset of val (75 corruptions each); its size is part of the test
+# sets' identity (relabel.data.world_config.TEST_SETS_VERSION: 300 in v1)
+MINI_C_IMAGES = 1000
 
 # Expected layouts, quoted by the missing-folder errors.
 LAYOUTS = {
@@ -71,6 +73,9 @@ class DataRoots:
     imagenet_c: Path | None = None
     imagenet_c_images: int | None = None
     bgc: Path | None = None
+    # the test sets' identity, which evaluation records carry in config['test_sets'] (launch.on_current_test_sets):
+    # mini, the world's ('mini-v1-seed0/test-v2', relabel.data.world_test_sets); full, None (the real datasets)
+    test_sets: str | None = None
     given_by: str | None = None  # GIVEN_BY: the entry point's way to point at the data, named by missing-data errors
 
     def __post_init__(self):
@@ -95,12 +100,13 @@ class DataRoots:
         if not (world / "world.json").is_file():
             raise FileNotFoundError(f"{world} is not a complete mini world (no world.json); generate one with "
                                     f"`python -m relabel.data --out data`.")
+        from relabel.data import world_test_sets
         classes = tuple(json.loads((world / "stats.json").read_text())["classes"])
         roots = cls(scale="mini", name=world.name, classes=classes, val=world / "val",
                     real_json=world / "val" / "real.json", shankar_json=world / "val" / "shankar.json",
                     v2={v: world / "v2" / v for v in V2_VARIANTS}, imagenet_a=world / "imagenet_a",
                     imagenet_a_indices=world / "imagenet_a" / "indices.txt", imagenet_c=None,
-                    imagenet_c_images=MINI_C_IMAGES, bgc=world / "bgc")
+                    imagenet_c_images=MINI_C_IMAGES, bgc=world / "bgc", test_sets=world_test_sets(world))
         return replace(roots, **overrides)
 
     @classmethod
