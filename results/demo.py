@@ -53,7 +53,8 @@ def expected_time(cpu_class: str, bf16: bool) -> str:
     if cpu_class not in EXPECTED_MINUTES:
         return line + "; no demo timing measured for this CPU class yet"
     minutes, how = EXPECTED_MINUTES[cpu_class]
-    return line + f"; expected {minutes} min on 2 cores ({how})"
+    return line + (f"; expected {minutes} min on 2 cores ({how}), measured before issue 25's larger test sets: "
+                   "add a one-time world build (~8 min) and longer evaluations")
 
 
 def default_jobs(scale: str, all_rows: bool, n_seeds: int = 1) -> int:
