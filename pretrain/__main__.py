@@ -117,11 +117,12 @@ def main(argv=None) -> int:
     except launch.user_errors() as e:  # a cause the user can fix: one sentence, not a traceback
         print(f"error: {e}", file=sys.stderr)
         return 1
-    for rec in R.read(records)[before:]:
-        if (rec["experiment"], rec["seed"]) == (exp_id, a.seed):
-            scalars = {k: round(v, 4) for k, v in rec["metrics"].items() if isinstance(v, (int, float))}
-            say(f"  {rec['evaluator']}: " + ", ".join(f"{k}={v}" for k, v in list(scalars.items())[:6]))
-    say(f"records appended to {records}")
+    new = [rec for rec in R.read(records)[before:] if (rec["experiment"], rec["seed"]) == (exp_id, a.seed)]
+    for rec in new:
+        scalars = {k: round(v, 4) for k, v in rec["metrics"].items() if isinstance(v, (int, float))}
+        say(f"  {rec['evaluator']}: " + ", ".join(f"{k}={v}" for k, v in list(scalars.items())[:6]))
+    # (a second process that waited on the run's lock and skipped shows the records the first one wrote)
+    say(f"{len(new)} record(s) of this run in {records}" if new else f"no new record in {records}")
     return 0
 
 
