@@ -121,18 +121,18 @@ def plan(records: list, discordance: dict | None = None, scale: str = "mini") ->
                 n = S.seeds_needed(C.MIN_EFFECT[ref], sd, tvar)
             need.append(n)
         n_needed = None if any(n is None for n in need) else max(need)
-        minutes = sum(experiments_of(ref).values())
         out.append(Plan(ref, len(cs), statistics.median(sds), math.sqrt(max(tvars)), C.MIN_EFFECT[ref], n_needed,
-                        minutes, 0, False))
+                        sum(experiments_of(ref).values()), 0, False))
     # Seeds: tables share runs (ReLabel and the original labels feed Tables 2-6 and Fig. 6), so the cost of a seeds
     # choice is the minutes of each experiment at the most seeds any table gives it. Every table keeps at least 3
     # (today's); tables are powered (n_needed seeds, at most MAX_SEEDS) in order of the extra minutes that costs,
     # while the total stays within the budget; the others are declared underpowered at mini.
     exp_of = {p.ref: experiments_of(p.ref) for p in out}
-    seeds = {e: 3 for es in exp_of.values() for e in es}
+    minutes = _all_minutes(exp_of)
+    seeds = {e: 3 for e in minutes}
 
     def total(s: dict) -> float:
-        return sum(m * s[e] for e, m in _all_minutes(exp_of).items())
+        return sum(m * s[e] for e, m in minutes.items())
     for p in out:
         p.seeds = 3
         p.underpowered = p.n_needed is None or p.n_needed > 3
@@ -149,8 +149,17 @@ def plan(records: list, discordance: dict | None = None, scale: str = "mini") ->
     for p in out:  # a table whose runs other tables already give more seeds reads them all
         p.seeds = min(seeds[e] for e in exp_of[p.ref]) if exp_of[p.ref] else p.seeds
         p.underpowered = p.n_needed is None or p.n_needed > p.seeds
-    plan.total_minutes = total(seeds)
     return out
+
+
+def total_minutes(plans: list[Plan]) -> float:
+    """Run-minutes of a plan: each experiment once, at the most seeds any table that reads it plans (a table's
+    seeds are the fewest any of its experiments gets, so this is exactly what `plan` budgeted)."""
+    seeds: dict = {}
+    for p in plans:
+        for e in experiments_of(p.ref):
+            seeds[e] = max(seeds.get(e, 0), p.seeds)
+    return sum(m * seeds[e] for e, m in _all_minutes({p.ref: experiments_of(p.ref) for p in plans}).items())
 
 
 def experiments_of(ref: str) -> dict[str, float]:
@@ -180,7 +189,7 @@ def to_markdown(plans: list[Plan]) -> str:
         lines.append(f"| {p.ref} | {p.n_claims} | {p.delta:g} | {p.seed_sd:.2f} | {p.test_sd:.2f} | "
                      f"{p.n_needed if p.n_needed is not None else '> 1000'} | {p.minutes_per_seed:.0f} | {p.seeds} | "
                      f"{'underpowered at mini' if p.underpowered else '≥ 80%'} |")
-    total = getattr(plan, "total_minutes", 0.0)
+    total = total_minutes(plans)
     lines.append(f"\nPlanned: {total:.0f} run-minutes (each run on one core; runs shared by several tables counted "
                  f"once) = {total / 120:.1f} h on 2 cores (budget {BUDGET_RUN_MINUTES / 120:.0f} h).")
     return "\n".join(lines) + "\n"

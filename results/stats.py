@@ -219,21 +219,6 @@ def holm(pvalues: list[float], alpha: float = ALPHA) -> list[bool]:
     return [bool(r) for r in multipletests(pvalues, alpha=alpha, method="holm")[0]]
 
 
-def pooled_interval(intervals: list[Interval], level: float = 1 - ALPHA) -> Interval:
-    """A family's pooled effect: the unweighted mean of its claims' Δs (each already signed to the paper's side),
-    its two variance parts summed over claims / k² as for independent claims, the seed part at the pooled df
-    Σ(n_j − 1) (n = 1 + that) and the test part at the smallest claim's test df. Claims that share runs or a test
-    set are positively correlated, which this leaves out (the interval is then too narrow): the ledger pools only
-    claims that read disjoint runs, and says which."""
-    k = len(intervals)
-    if k == 0:
-        raise ValueError("no intervals to pool")
-    per_image = all(iv.n_images > 1 for iv in intervals)
-    return Interval(sum(iv.mean for iv in intervals) / k, sum(iv.seed_var for iv in intervals) / k ** 2,
-                    sum(iv.test_var for iv in intervals) / k ** 2, 1 + sum(iv.n - 1 for iv in intervals),
-                    min(iv.n_images for iv in intervals) if per_image else 0, level)
-
-
 # ---- power of a planned design ---------------------------------------------------------------------------------
 def power(delta: float, seed_sd: float, test_var: float, n: int, n_images: int = 0, alpha: float = ALPHA) -> float:
     """Probability that the level-(1 − alpha) interval of a claim with true Δ = delta lies on Δ's side of 0, with

@@ -133,9 +133,3 @@ def test_power_matches_simulation():
     delta, sd, n, runs = 1.0, 1.5, 6, 2000
     hits = sum(S.directional(S.seed_interval(rng.normal(delta, sd, n)), +1) == "holds" for _ in range(runs))
     assert abs(hits / runs - S.power(delta, sd, 0.0, n)) < 0.04
-
-
-def test_pooling_two_claims_halves_the_variance():
-    a, b = S.Interval(1.0, 0.2, 0.2, 3, 1000), S.Interval(3.0, 0.2, 0.2, 3, 1000)
-    p = S.pooled_interval([a, b])
-    assert p.mean == 2.0 and p.se ** 2 == pytest.approx((a.se ** 2 + b.se ** 2) / 4) and p.n == 5
