@@ -19,6 +19,7 @@ import math
 import statistics
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from scipy import stats as st
 
@@ -216,10 +217,19 @@ def main(argv=None) -> int:
     ap.add_argument("--records", default=str(published_records_path("mini")), help="records of today's seeds")
     ap.add_argument("--discordance", metavar="FILE", help="records with per-image outcomes (the variance pilot)")
     a = ap.parse_args(argv)
+    for path, what in ((a.records, "--records"), (a.discordance, "--discordance")):
+        if path and not Path(path).is_file():
+            print(f"error: {what} file {path} does not exist; pass a records .jsonl (default: the committed "
+                  "results/records/mini.jsonl).", file=sys.stderr)
+            return 2
+    records = R.read(a.records)
+    if not records:
+        print(f"error: {a.records} holds no records; the plan needs today's seeds' variances.", file=sys.stderr)
+        return 2
     q = discordance_of(R.read(a.discordance)) if a.discordance else {}
     if q:
         print("measured discordance: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(q.items())))
-    sys.stdout.write(to_markdown(plan(R.read(a.records), q)))
+    sys.stdout.write(to_markdown(plan(records, q)))
     return 0
 
 

@@ -36,3 +36,11 @@ def test_the_ledger_says_which_tables_are_underpowered():
     assert ledger.plan_text("Table 3") == "10"
     assert ledger.plan_text("Table 8") == "3, underpowered (80% power needs > 1000)"
     assert ledger.plan_text("Table 4") == "3, underpowered (80% power needs 10)"
+
+
+def test_a_wrong_records_path_is_one_sentence(tmp_path, capsys):
+    assert power.main(["--records", str(tmp_path / "nope.jsonl")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "empty.jsonl").write_text("")
+    assert power.main(["--records", str(tmp_path / "empty.jsonl")]) == 2
+    assert "holds no records" in capsys.readouterr().err
