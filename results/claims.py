@@ -374,8 +374,6 @@ def judge_2se(claim: Claim, a: render.Cell, b: render.Cell) -> Row:
     return Row(claim, mean, std, n, verdict)
 
 
-# Independent images behind an accuracy whose record size counts corrupted copies (ImageNet-C: 15 × 5 per image).
-_COPIES = {"imagenet-c": 75}
 # Evaluators whose metric is an accuracy in % over the record's images (a binomial test-set variance applies).
 _ACCURACY = {"val", "v2-top-images", "v2-matched-frequency", "v2-threshold0.7", "real", "shankar", "fgsm",
              "imagenet-a", "imagenet-c", "grid"}
@@ -397,7 +395,8 @@ def _test_noise(claim: Claim, a: render.Cell, b: render.Cell, seeds: list) -> tu
     if pairs is not None:  # mAP: the images resampled, the same draw for every seed and both arms
         return "bootstrap", S.map_bootstrap_var(pairs)
     if all(r["evaluator"] in _ACCURACY for r in ra + rb):
-        size = min(int(r["dataset"]["size"]) // _COPIES.get(r["evaluator"], 1) for r in ra + rb)
+        # independent images: ImageNet-C's record size counts corrupted copies, its images_per_cell the images
+        size = min(int(r["dataset"].get("images_per_cell", r["dataset"]["size"])) for r in ra + rb)
         pa, pb = statistics.fmean(a.values[s] for s in seeds) / 100, statistics.fmean(b.values[s] for s in seeds) / 100
         return "binomial", 1e4 * S.binomial_test_var(pa, pb, size)
     return "seeds only", 0.0
