@@ -51,6 +51,9 @@ _EVAL = textwrap.dedent('''
     if info.rank == 0:
         out.write_text(json.dumps({n: {"metrics": r.metrics, "outcomes": r.outcomes, "dataset": r.dataset,
                                        "params": r.params} for n, r in res.items()}, sort_keys=True))
+    if torch.distributed.is_initialized():  # gloo's threads still running at exit can abort the process
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 ''')
 
 
