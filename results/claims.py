@@ -231,6 +231,15 @@ PLAN: dict[str, tuple[int, int | None]] = {
     "Table 2": (7, 7), "Table 3": (10, 10), "Table A1": (10, 24), "Table 4": (3, 10), "Table 5": (4, 4),
     "Table 6": (7, 7), "Fig. 4": (6, 6), "Fig. 5": (6, 6), "Fig. 6": (4, 4), "Table 7": (4, 28),
     "Table 8": (3, None), "Table 9": (6, 6), "Table 10": (4, 4)}
+
+
+def planned_seeds(table: str) -> int | None:
+    """The seeds the plan gives the paper table or figure of make target `table` (e.g. 'table3' → 10); None for a
+    target without claims (fig2)."""
+    refs = {c.ref for c in CLAIMS if c.id.split("/")[0] == table}
+    return max(PLAN[r][0] for r in refs) if refs else None
+
+
 # Invariance claims (kind 'same'): equivalent when the 90% interval lies inside ±margin (TOST at α = 0.05). The
 # margin is the table's minimum effect of interest (Lakens 2017: equivalence bounds at the smallest effect of
 # interest): a storage format, label variant or teacher whose effect stays within it changes nothing we would call

@@ -37,13 +37,28 @@ class UsageError(Exception):
     """Bad input from the user: printed as one sentence, exit status 2."""
 
 
+PLAN_SEEDS = "plan"  # --seeds plan: each table at the seeds the committed plan gives it (docs/statistics-plan.md)
+
+
 def parse_seeds(text: str | None):
     if not text:
         return None
+    if text.strip() == PLAN_SEEDS:
+        return PLAN_SEEDS
     try:
         return tuple(int(s) for s in text.replace(" ", "").split(",") if s != "")
     except ValueError:
-        raise UsageError(f"--seeds must be comma-separated integers like 0,1,2, got '{text}'") from None
+        raise UsageError(f"--seeds must be comma-separated integers like 0,1,2, or 'plan', got '{text}'") from None
+
+
+def table_seeds(name: str, seeds):
+    """The seeds to run table `name` at: `seeds` as given, or under --seeds plan 0 … n−1 with n the table's planned
+    seeds (results.claims.PLAN; a table without claims, e.g. fig2, runs at the default seed)."""
+    if seeds != PLAN_SEEDS:
+        return seeds
+    from results import claims as C
+    n = C.planned_seeds(name)
+    return tuple(range(n)) if n else DEFAULT_SEEDS
 
 
 def set_overrides(items, scale: str) -> dict:
@@ -161,7 +176,6 @@ def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_
     for p in record_paths:
         if not Path(p).is_file():
             raise UsageError(f"records file '{p}' does not exist")
-    run_seeds = seeds or DEFAULT_SEEDS
     registry = launch.discover()
     status = 0
     warned = set()
@@ -176,7 +190,8 @@ def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_
 
     plans, before = {}, current()
     for spec in specs:
-        computed = render.compute(spec, before, scale, seeds)
+        run_seeds = table_seeds(spec.name, seeds) or DEFAULT_SEEDS
+        computed = render.compute(spec, before, scale, run_seeds if seeds == PLAN_SEEDS else seeds)
         wanted = [(src, seed) for src, seed in missing_sources(computed, run_seeds, extra_rows)
                   if only is None or src.experiment in only]
         plans[spec.name] = launch.plan(wanted, registry)
@@ -207,7 +222,8 @@ def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_
     banner = render.smoke_banner(over) if over else ""
     lacking_cells = []
     for spec in specs:
-        computed = render.compute(spec, records, scale, seeds)
+        shown = None if seeds == PLAN_SEEDS else seeds  # under the plan a table shows every seed recorded
+        computed = render.compute(spec, records, scale, shown)
         desc = ", ".join(str(p) for p in paths if Path(p).exists()) or "none yet"
         if over:
             desc = f"only the records made under this --set, from {desc}"
@@ -217,6 +233,9 @@ def make(targets, scale="mini", seeds=None, dry_run=False, record_paths=(), out_
         log(f"{spec.name}: {filled}/{len(ours)} cells filled → {written[0]}")
         if summary is not None:
             summary.append((spec.name, filled, len(ours), written[0]))
+        run_seeds = table_seeds(spec.name, seeds) or DEFAULT_SEEDS
+        if seeds == PLAN_SEEDS:
+            computed = render.compute(spec, records, scale, run_seeds)
         asked = {(src, seed) for src, seed in missing_sources(computed, run_seeds, extra_rows)
                  if only is None or src.experiment in only}
         lacking_cells += [(spec, row, col) for row, col, src, _ in computed.missing
@@ -263,7 +282,7 @@ def list_experiments(targets=(), scale="mini", seeds=None, record_paths=(), log=
     paths = [published_records_path(scale), R.default_records_path(scale), *map(Path, record_paths)]
     records = [r for r in load_records(paths) if r["scale"] == scale]  # (under --set: that --set's records)
     current, _ = launch.current_records(records, registry)
-    want_seeds = tuple(seeds or DEFAULT_SEEDS)
+    want_seeds = DEFAULT_SEEDS if seeds == PLAN_SEEDS else tuple(seeds or DEFAULT_SEEDS)
     cells: dict = {}  # experiment -> [(spec, row, col, source)], in the tables' order
     for spec in specs:
         for row in spec.rows:
@@ -288,7 +307,8 @@ def list_experiments(targets=(), scale="mini", seeds=None, record_paths=(), log=
             # as `make` without --seeds: a cell holding a record at any seed is filled
             lacking = [] if (all(have) if where else recorded) else ["any"]
         else:
-            lacking = sorted({s for (*_, src), got in zip(where, have) for s in (src.seeds or want_seeds)
+            lacking = sorted({s for (spec, *_, src), got in zip(where, have)
+                              for s in (src.seeds or table_seeds(spec.name, seeds) or want_seeds)
                               if s not in got} if where else set(want_seeds) - recorded)
         stale = sum(r["experiment"] == exp_id for r in records) - sum(r["experiment"] == exp_id for r in current)
         state = ("yes" if not lacking else "no: no record" if lacking == ["any"]
@@ -300,7 +320,8 @@ def list_experiments(targets=(), scale="mini", seeds=None, record_paths=(), log=
         lines.append((exp_id, seeds_text, state,
                       _cells_text((s, r, c) for s, r, c, _ in where) or "— (no table reads it)"))
     head = ("experiment", "seeds recorded",
-            "current (any seed)" if seeds is None else f"current (seeds {','.join(map(str, want_seeds))})", "cells")
+            "current (any seed)" if seeds is None else "current (planned seeds)" if seeds == PLAN_SEEDS
+            else f"current (seeds {','.join(map(str, want_seeds))})", "cells")
     widths = [max(len(x[i]) for x in [head, *lines]) for i in range(3)]
     log(f"{len(lines)} experiment(s) of {', '.join(s.name for s in specs)} at scale {scale}; records: "
         f"{', '.join(str(p) for p in paths if p.exists()) or 'none yet'}")
@@ -366,7 +387,8 @@ def main(argv=None) -> int:
                          "fills and whether current records exist at --scale/--seeds; runs and builds nothing")
     ap.add_argument("--scale", default="mini", choices=R.SCALES,
                     help="mini = bundled miniature world on CPU (default); full = real datasets on GPUs")
-    ap.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default: run seed 0, show all recorded)")
+    ap.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default: run seed 0, show all recorded), or "
+                                    "'plan': each table at its planned seeds (docs/statistics-plan.md)")
     ap.add_argument("--dry-run", action="store_true", help="list the runs that would execute and stop")
     ap.add_argument("--records", action="append", default=[], metavar="JSONL",
                     help="extra record files to read besides runs/records/<scale>.jsonl and the committed "

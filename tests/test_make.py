@@ -224,3 +224,18 @@ def test_targets_share_one_pool_and_a_run_two_tables_need_runs_once(monkeypatch,
     assert len(runs) == len(set(runs)) == len(exps)  # ReLabel and Original are in both tables: each ran once
     relabel = next(ev for e, _, ev in calls if e == "pretrain/resnet50/relabel")
     assert {"val", "real", "v2-top-images", "shankar"} <= relabel  # with both tables' evaluators
+
+
+def test_seeds_plan_runs_each_table_at_its_planned_seeds(isolated_runs):
+    """`--seeds plan` (docs/statistics-plan.md): Table 3 at 10 seeds, Table 7 at 4; a run both read is one job."""
+    from results import claims as C
+    assert C.planned_seeds("table3") == C.PLAN["Table 3"][0] == 10
+    assert C.planned_seeds("table7") == C.PLAN["Table 7"][0] == 4 and C.planned_seeds("fig2") is None
+    assert make.table_seeds("table3", "plan") == tuple(range(10)) and make.table_seeds("table3", (0, 1)) == (0, 1)
+    p = _cli("table3", "table7", "--seeds", "plan", "--dry-run")
+    assert p.returncode == 0, p.stderr
+    t3, t7 = p.stdout.split("table7 [mini]")
+    assert "pretrain/resnet50/original  seed=9  " in t3 and "seed=10" not in t3
+    assert "pretrain/resnet50/relabel_cutmix_extra  seed=3  " in t7 and "seed=4" not in t7
+    p = _cli("table3", "--seeds", "plan", "--list")
+    assert p.returncode == 0 and "current (planned seeds)" in p.stdout and "no: seed 0,1,2,3,4,5,6,7,8,9" in p.stdout
