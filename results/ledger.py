@@ -155,8 +155,29 @@ def stale_test_sets_note(records: list) -> list[str]:
             "replaces them (`make tables` runs it).", ""]
 
 
+def interim(rows: list[Row]) -> dict[str, tuple[int, int]]:
+    """Paper tables some of whose judged rows stand on fewer seeds than the plan gives the table (the re-run is
+    under way): {ref: (fewest seeds of a judged row, planned seeds)}. Their verdicts are not yet the plan's tests."""
+    out: dict = {}
+    for r in rows:
+        if r.claim.ref in PLAN and r.n and r.n < PLAN[r.claim.ref][0]:
+            lo = min(out.get(r.claim.ref, (r.n,))[0], r.n)
+            out[r.claim.ref] = (lo, PLAN[r.claim.ref][0])
+    return out
+
+
+def interim_note(rows: list[Row], scale: str) -> list[str]:
+    if scale != "mini" or not (tabs := interim(rows)):
+        return []
+    listed = ", ".join(f"{ref} ({n} of {planned})" for ref, (n, planned) in tabs.items())
+    return [f"**Interim: {len(tabs)} paper table(s) have rows on fewer seeds than planned** — {listed}. Their "
+            "verdicts are interim: the plan's tests are at the planned seeds (docs/statistics-plan.md), which the "
+            "re-run (`make tables SEEDS=plan`) is filling.", ""]
+
+
 def to_markdown(rows: list[Row], scale: str, records_desc: str, records: list | None = None) -> str:
-    out = header(scale, records_desc) + stale_test_sets_note(records or []) + regime_markdown(records or [], scale)
+    out = (header(scale, records_desc) + stale_test_sets_note(records or []) + interim_note(rows, scale)
+           + regime_markdown(records or [], scale))
     out += ["## Claims", ""]
     out += list(VERDICT_RULE) + ["", f"**{summary(rows)}**", ""]
     out += ["| id | claim | paper | paper Δ | ours (mean ± std) | 95% interval | n | test noise | verdict | Holm | "
@@ -243,6 +264,8 @@ def per_table(rows: list[Row]) -> list[str]:
     for ref, rs in refs.items():
         ns = sorted({r.n for r in rs if r.n})
         seeds = "—" if not ns else (str(ns[0]) if len(ns) == 1 else f"{ns[0]}–{ns[-1]}")
+        if ns and ref in PLAN and ns[0] < PLAN[ref][0]:
+            seeds += " (interim)"
         counts = [sum(r.verdict in vs for r in rs) for _, vs in _GROUPS]
         holm = sum(bool(r.holm) for r in rs)
         out.append(f"| {ref} | {len(rs)} | " + " | ".join(str(k) if k else "·" for k in counts)

@@ -223,3 +223,17 @@ def test_readme_per_table_lines_count_every_claim_once():
         assert sum(groups) == n, line  # every claim of the table lands in exactly one group
         total += n
     assert total == len(CLAIMS) + len(claims.FAMILIES)
+
+
+def test_tables_on_fewer_seeds_than_planned_are_marked_interim():
+    """While the re-run fills the planned seeds, the ledger says which tables' verdicts are interim."""
+    records = R.read(FIX / "table3_records.jsonl")  # 3 seeds of Table 3's cells; the plan gives Table 3 ten
+    rows = claims.ledger(records)
+    assert ledger.interim(rows) == {"Table 3": (3, claims.PLAN["Table 3"][0])}  # (rows not run are not interim)
+    note = ledger.interim_note(rows, "mini")[0]
+    assert note.startswith("**Interim: 1 paper table(s)") and "Table 3 (3 of 10)" in note
+    line = next(l for l in ledger.per_table(rows) if l.startswith("| Table 3 |"))
+    assert "| 3 (interim) | 10 |" in line
+    assert ledger.interim_note(rows, "full") == []
+    full = [{**r, "seed": r["seed"] + 10 * k} for k in range(4) for r in records]  # 12 seeds: none interim
+    assert "Table 3" not in ledger.interim(claims.ledger(full))
