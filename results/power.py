@@ -98,8 +98,8 @@ def plan(records: list, discordance: dict | None = None, scale: str = "mini") ->
                 for name in sorted({k.split("/")[0] for c in C.CLAIMS for k in (c.a, c.b)})}
     by_ref: dict = {}
     for c in C.CLAIMS:
-        if c.id in C.COMPUTED or c.id in C.NOT_TESTABLE or c.id in C.DUPLICATES:
-            continue
+        if c.id in C.COMPUTED or c.id in C.NOT_TESTABLE or c.id in C.DUPLICATES or c.ref == C.BEYOND:
+            continue  # (claims beyond the paper are outside the plan)
         by_ref.setdefault(c.ref, []).append(c)
     out = []
     for ref, cs in by_ref.items():

@@ -128,7 +128,7 @@ def test_ledger_files_name_scale_records_rule_and_notes(tmp_path, monkeypatch):
     assert "scale mini" in md and "Mini numbers are not paper-scale numbers" in md
     assert f"`mini.jsonl` — 45 records, sha256 `{hashlib.sha256(src.read_bytes()).hexdigest()[:12]}`" in md
     assert "The **95% interval** of Δ counts seed noise *and* test-set noise" in md
-    assert "**83 claims: 11 inconclusive, 72 not run.**" in md
+    assert "**85 claims: 11 inconclusive, 74 not run.**" in md
     rows = [l for l in md.splitlines() if l.startswith("| `")]
     table = list(csv.DictReader(io.StringIO((tmp_path / "out" / "claims.csv").read_text())))
     ids = [c.id for c in CLAIMS] + [f.id for f in claims.FAMILIES]
@@ -181,7 +181,7 @@ def test_make_claims_writes_the_ledger_from_the_published_records_only(tmp_path,
     (tmp_path / "records" / "mini.jsonl").write_bytes((FIX / "table3_records.jsonl").read_bytes())
     readme = publish.README.read_text()
     assert publish.main(["--claims"]) == 0
-    assert "83 claims: 11 inconclusive, 72 not run." in capsys.readouterr().out
+    assert "85 claims: 11 inconclusive, 74 not run." in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "mini").iterdir()) == ["claims.csv", "claims.md"]
     assert publish.README.read_text() == readme  # README describes the repository's results only
 
