@@ -407,3 +407,15 @@ def test_default_test_splits_have_the_planned_sizes():
     sizes = [cfg.n_finegrained_test_per_class * len(task_classes(t)) for t in FINEGRAINED_TASKS]
     assert min(sizes) == 1000 and max(sizes) == 1250 and MINI_C_IMAGES == 1000
     assert cfg.n_bgc_per_class == 50  # the background challenge: not testable at mini, unchanged
+
+def test_a_world_under_a_read_only_parent_is_one_sentence(tmp_path, monkeypatch):
+    """RELABEL_DATA naming a folder that does not exist yet, under a parent that cannot be written: the world error
+    (one sentence, naming the parent), not mkdir's PermissionError."""
+    from relabel.data import world as W
+    real_access = W.os.access
+    monkeypatch.setattr(W.os, "access", lambda p, mode, *a, **k: False if Path(p) == tmp_path and mode == W.os.W_OK
+                        else real_access(p, mode, *a, **k))
+    with pytest.raises(W.WorldNotWritable, match=f"is not built yet, and building it writes in {tmp_path}, which is "
+                                                 "not writable; point RELABEL_DATA"):
+        ensure_world(tmp_path / "new" / "data", seed=0, log=lambda _: None, **SMALL)
+    assert not (tmp_path / "new").exists()

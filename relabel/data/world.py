@@ -75,10 +75,12 @@ def ensure_world(root: str | Path, seed: int = 0, *, preview: bool = False,
         if preview:
             log("preview: not written, the data root is read-only")
         return final
-    if not current and root.is_dir() and not os.access(root, os.W_OK):
+    # the folder a build writes in: the root, or (a root not made yet) its nearest existing parent, where mkdir writes
+    writes_in = next((d for d in (root, *root.parents) if d.is_dir()), root)
+    if not current and not os.access(writes_in, os.W_OK):
         what = (f"was built by earlier code ({_differences(final, seed, cfg)})" if (final / "world.json").is_file()
                 else "is not built yet")
-        raise WorldNotWritable(f"the mini world {final} {what}, and building it writes in {root}, which is not "
+        raise WorldNotWritable(f"the mini world {final} {what}, and building it writes in {writes_in}, which is not "
                                f"writable; point RELABEL_DATA at a writable folder (or build it where it can be "
                                f"written: python -m relabel.data --out DIR)")
     root.mkdir(parents=True, exist_ok=True)
