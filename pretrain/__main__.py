@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     from pretrain.config import ARCHS, ROWS, apply_set, get_config
     from relabel import dist, launch
     from relabel import records as R
-    from relabel.configs import ConfigError, export_overrides
+    from relabel.configs import ConfigError, use_overrides
 
     ap = argparse.ArgumentParser(prog="python -m pretrain", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     records = R.default_records_path(a.scale)
     try:
         evaluators = parse_evaluators(a.eval)
-        export_overrides(a.set, lambda over: apply_set(get_config(a.scale), over))
+        use_overrides(a.set, lambda over: apply_set(get_config(a.scale), over))
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 
 from relabel import labels as label_sources
-from relabel.configs import ConfigError, StrictConfig, env_overrides
+from relabel.configs import ConfigError, StrictConfig, active_overrides
 from relabel.train import TrainConfig
 
 # timm name and create_model kwargs per scale. Mini models keep the family's block type and stage structure.
@@ -265,7 +265,7 @@ def get_config(scale: str = "mini", **overrides) -> PretrainConfig:
     else:
         raise ValueError(f"scale must be 'mini' or 'full', got '{scale}'")
     cfg = cfg.replace(**overrides) if overrides else cfg
-    return apply_set(cfg, env_overrides())
+    return apply_set(cfg, active_overrides())
 
 
 def apply_set(cfg: PretrainConfig, overrides: dict) -> PretrainConfig:

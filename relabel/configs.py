@@ -40,37 +40,31 @@ def parse_overrides(items) -> dict:
     return out
 
 
-SET_ENV = "RELABEL_SET"  # JSON {key: value}: the `--set` overrides of `results.make`; pretrain.config reads them
+# The `--set` overrides this process runs under: set once by the CLI that parsed them (`use_overrides`), handed
+# to a worker process by its launcher as an argument (results.make's pool), never through the environment; torchrun
+# ranks parse the same command line, so each sets its own. {} = the real recipe.
+_ACTIVE: dict = {}
 
 
-def env_overrides() -> dict:
-    """The overrides `results.make --set` passes to every run (its worker processes and torchrun ranks inherit the
-    environment): {} when none were given."""
-    import json
-    import os
-    text = os.environ.get(SET_ENV, "")
-    if not text:
-        return {}
-    try:
-        out = json.loads(text)
-    except json.JSONDecodeError:
-        raise ConfigError(f"{SET_ENV} must hold a JSON object of overrides, got {text!r}") from None
-    if not isinstance(out, dict):
-        raise ConfigError(f"{SET_ENV} must hold a JSON object of overrides, got {text!r}")
-    return out
+def active_overrides() -> dict:
+    """The `--set` overrides of this process ({} for the real recipe): what pretrain.config applies to every recipe
+    and what relabel.records stamps into every record (a smoke run is never mistaken for the real recipe)."""
+    return dict(_ACTIVE)
 
 
-def export_overrides(items, check) -> dict:
+def set_active_overrides(over: dict) -> None:
+    """Makes `over` this process's overrides (a worker process: the ones its launcher parsed and checked)."""
+    _ACTIVE.clear()
+    _ACTIVE.update(over)
+
+
+def use_overrides(items, check) -> dict:
     """`--set KEY=VALUE` items → {key: value} (parse_overrides), refused by `check(overrides)` with a ConfigError
-    before anything runs (an unknown key, a value of the wrong kind), then handed to every run of this process and
-    of its children through SET_ENV (worker processes and torchrun ranks inherit it). The one way a CLI sets
-    overrides: `results.make --set` and `python -m pretrain --set`."""
-    import json
-    import os
+    before anything runs (an unknown key, a value of the wrong kind), then made this process's overrides
+    (`active_overrides`). The one way a CLI sets overrides: `results.make --set` and `python -m pretrain --set`."""
     over = parse_overrides(items)
-    os.environ.pop(SET_ENV, None)  # no leak from an earlier call; checked against the recipe without overrides
-    if not over:
-        return over
-    check(over)
-    os.environ[SET_ENV] = json.dumps(over)
+    set_active_overrides({})  # no leak from an earlier call; checked against the recipe without overrides
+    if over:
+        check(over)
+        set_active_overrides(over)
     return over

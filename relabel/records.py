@@ -149,9 +149,9 @@ def make_record(*, experiment: str, evaluator: str, metrics: Mapping[str, Any], 
 
 
 def active_overrides() -> dict:
-    """The `--set` overrides this process runs under ({} for the real recipe): relabel.configs.SET_ENV."""
-    from relabel.configs import env_overrides
-    return env_overrides()
+    """The `--set` overrides this process runs under ({} for the real recipe): relabel.configs.active_overrides."""
+    from relabel import configs
+    return configs.active_overrides()
 
 
 def overrides_of(rec: Mapping[str, Any]) -> dict:

@@ -62,12 +62,13 @@ def table_seeds(name: str, seeds):
 
 
 def set_overrides(items, scale: str) -> dict:
-    """Parses `--set key=value` options, checks them against the pretraining recipe of `scale` and hands them to
-    every run (worker processes and torchrun ranks inherit the environment variable relabel.configs.SET_ENV)."""
+    """Parses `--set key=value` options, checks them against the pretraining recipe of `scale` and makes them this
+    process's overrides (relabel.configs.active_overrides): every run of this process reads them, the worker pool
+    gets them as an argument (run_jobs), torchrun ranks parse the same command line."""
     from pretrain.config import apply_set, get_config
-    from relabel.configs import ConfigError, export_overrides
+    from relabel.configs import ConfigError, use_overrides
     try:
-        return export_overrides(items, lambda over: apply_set(get_config(scale), over))
+        return use_overrides(items, lambda over: apply_set(get_config(scale), over))
     except ConfigError as e:
         raise UsageError(str(e)) from None
 
@@ -112,10 +113,13 @@ def merge_jobs(jobs) -> list:
     return list(merged.values())
 
 
-def _run_one(job, scale, records_path, threads):
-    """One job in a worker process (spawned: a clean interpreter, its own registry, `threads` torch threads)."""
+def _run_one(job, scale, records_path, threads, overrides):
+    """One job in a worker process (spawned: a clean interpreter, its own registry, `threads` torch threads, the
+    driver's `--set` overrides handed over as an argument)."""
     import torch
+    from relabel.configs import set_active_overrides
     torch.set_num_threads(threads)
+    set_active_overrides(overrides)
     t0 = time.time()
     launch.run_job(job, scale, records_path, launch.discover())
     return time.time() - t0
@@ -142,7 +146,8 @@ def run_jobs(todo, scale, records_path, registry, jobs, log, name):
             raise SystemExit(128 + signum)
         previous = signal.signal(signal.SIGTERM, stop)
         try:
-            futures = {pool.submit(_run_one, job, scale, records_path, threads): job for job in todo}
+            over = R.active_overrides()
+            futures = {pool.submit(_run_one, job, scale, records_path, threads, over): job for job in todo}
             for i, fut in enumerate(cf.as_completed(futures), 1):
                 job = futures[fut]
                 log(f"[{name} {i}/{len(todo)}] {job.experiment} seed={job.seed} done in {fut.result():.0f}s")

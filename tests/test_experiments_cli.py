@@ -9,7 +9,7 @@ import pytest
 
 from relabel import launch
 from relabel import records as R
-from relabel.configs import SET_ENV
+from relabel import configs
 from results import make, tables as T
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,7 +154,7 @@ def test_list_and_make_refuse_bad_input_in_one_sentence(nothing_runs, capsys):
 @pytest.fixture
 def spy_run_job(monkeypatch):
     """The CLI's call into the launcher, recorded instead of run (the launcher itself is tested elsewhere)."""
-    monkeypatch.setenv(SET_ENV, "")  # restored after the test: the CLI exports its --set overrides here
+    monkeypatch.setattr(configs, "_ACTIVE", {})  # restored after the test: the CLI sets its --set overrides here
     calls = []
     monkeypatch.setattr(launch, "run_job", lambda job, scale, records, registry: calls.append(
         (job, scale, records, registry)))
@@ -179,7 +179,8 @@ def test_pretrain_cli_runs_any_other_pair_and_hands_set_to_the_run(spy_run_job, 
     assert job.experiment == "pretrain/resnet18/label_smoothing" and job.evaluators == {"val"}
     assert job.experiment not in launch.discover()
     assert "not a cell of any table" in capsys.readouterr().out
-    assert json.loads(os.environ[SET_ENV]) == {"epochs": 1, "batch_size": 16}  # as results.make --set does
+    assert configs.active_overrides() == {"epochs": 1, "batch_size": 16}  # as results.make --set does
+    assert "RELABEL_SET" not in os.environ  # process-local: no environment variable carries them
     recipe = registry[job.experiment].recipe("mini", 0)  # what the run's records will store
     assert (recipe["model"], recipe["label_smoothing"], recipe["epochs"], recipe["batch_size"]) == \
         ("resnet18", 0.1, 1, 16)

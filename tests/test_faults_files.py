@@ -43,7 +43,6 @@ pytestmark = pytest.mark.slow
 
 def _env(**extra) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **extra}
-    env.pop("RELABEL_SET", None)
     return env
 
 

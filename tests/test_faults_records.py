@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from relabel import launch, records as R
-from relabel.configs import SET_ENV
+from relabel import configs
 from results import make
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,7 +154,7 @@ def test_a_second_make_waits_for_the_cell_the_first_runs_then_skips_it(tmp_path,
         _wait_for(second, "waiting for")
         log = second.log.read_text()
         assert f"{wd / 'job.lock'}, held by pid {os.getpid()} on host" in log  # the holder named: pid and host
-        monkeypatch.setenv(SET_ENV, json.dumps({"epochs": 1}))  # the first make's record, under the same --set
+        monkeypatch.setattr(configs, "_ACTIVE", {"epochs": 1})  # the first make's record, under the same --set
         R.append(R.default_records_path("mini"), R.make_record(
             experiment=CELL, evaluator="crop_iou", metrics=METRICS,
             config={"n": 1, "test_sets": launch.expected_test_sets("mini")}, scale="mini", seed=0,

@@ -24,7 +24,6 @@ def tree(tmp_path_factory):
 
 def _env(tree: dict, runs: Path) -> dict:
     env = {**os.environ, **tree, "RELABEL_RUNS": str(runs), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    env.pop("RELABEL_SET", None)
     return env
 
 

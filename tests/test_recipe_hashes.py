@@ -14,13 +14,15 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "recipe_hashes.json"
 # the user's files that name a full-scale annotator, maps or lists: unset, so full-scale recipes that need them
 # are uncomputable (None) as in the dump
-_EXTERNAL = ("RELABEL_ANNOTATOR_CKPT", "RELABEL_OFFICIAL_MAPS", "RELABEL_CLEAN_LIST", "RELABEL_SET",
+_EXTERNAL = ("RELABEL_ANNOTATOR_CKPT", "RELABEL_OFFICIAL_MAPS", "RELABEL_CLEAN_LIST",
              "RELABEL_COCO_ANNOTATOR_CKPT", "RELABEL_COCO_ANNOTATOR_ARCH")
 
 
 def test_recipe_hashes_unchanged(monkeypatch):
     for name in _EXTERNAL:
         monkeypatch.delenv(name, raising=False)
+    from relabel import configs
+    monkeypatch.setattr(configs, "_ACTIVE", {})  # no --set of an earlier test in this process
     sys.path.insert(0, str(ROOT / "tools"))
     try:
         from recipe_hashes import recipe_hashes
