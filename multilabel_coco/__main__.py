@@ -25,6 +25,7 @@ def _overrides(items) -> tuple[dict, dict]:
 
 def main(argv=None) -> int:
     from multilabel_coco.config import ARCHS, ROWS, get_config
+    from relabel.configs import add_set_argument
     ap = argparse.ArgumentParser(prog="python -m multilabel_coco", description=__doc__.split("\n\n")[0])
     ap.add_argument("--arch", default="resnet50", choices=ARCHS)
     ap.add_argument("--row", default="baseline", choices=tuple(ROWS),
@@ -32,8 +33,7 @@ def main(argv=None) -> int:
     ap.add_argument("--scale", default="mini", choices=("mini", "full"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/multilabel-cli", help="work folder (checkpoints)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="config override, e.g. map_grid=(12,12) or train.lr=1e-3")
+    add_set_argument(ap, "the run's MultiLabelConfig", "--set map_grid=(12,12) --set train.lr=1e-3")
     a = ap.parse_args(argv)
     from relabel.checkpoint import CheckpointError
     from relabel.store import LabelStoreError

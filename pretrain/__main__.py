@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     from pretrain.config import ARCHS, ROWS, apply_set, get_config
     from relabel import dist, launch
     from relabel import records as R
-    from relabel.configs import ConfigError, use_overrides
+    from relabel.configs import ConfigError, add_set_argument, use_overrides
 
     ap = argparse.ArgumentParser(prog="python -m pretrain", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -92,8 +92,8 @@ def main(argv=None) -> int:
                     help="mini = bundled miniature world on CPU (default); full = real datasets on GPUs")
     ap.add_argument("--eval", default="val", metavar="NAMES",
                     help="comma-separated evaluators to write records for (default val; 'all': every one)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override the recipe, e.g. --set epochs=1 --set batch_size=32 (as results.make --set)")
+    add_set_argument(ap, "the run's training recipe (as results.make --set)", "--set epochs=1 --set batch_size=32",
+                     records=True)
     a = ap.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a log file as they happen
     say = print if dist.is_main() else (lambda *_a, **_k: None)

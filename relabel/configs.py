@@ -40,6 +40,17 @@ def parse_overrides(items) -> dict:
     return out
 
 
+def add_set_argument(ap, what: str, example: str, records: bool = False) -> None:
+    """The one `--set` option of every CLI (results.make, pretrain, transfer, multilabel_coco): the same syntax,
+    parsing (parse_overrides), refusal of unknown keys and help text; `what` names the config it overrides."""
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=(
+        f"override a field of {what}: KEY=VALUE, repeatable, VALUE read as a Python literal ('train.KEY' reaches a "
+        f"nested training recipe where there is one); unknown keys are refused with the valid ones listed; e.g. "
+        f"{example}" + ("; records made under --set are smoke records: they carry the overrides, render under "
+                        "results/rendered/<scale>/smoke/ with a banner and never count for the real recipe"
+                        if records else "")))
+
+
 # The `--set` overrides this process runs under: set once by the CLI that parsed them (`use_overrides`), handed
 # to a worker process by its launcher as an argument (results.make's pool), never through the environment; torchrun
 # ranks parse the same command line, so each sets its own. {} = the real recipe.

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from relabel import dist, launch
 from relabel import records as R
+from relabel.configs import add_set_argument
 from results import render, tables
 from results.publish import published_records_path
 
@@ -402,13 +403,9 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="runs to execute at once, each in its own process "
                     "with cores/jobs threads (default 1; must be 1 at full scale, where torchrun spreads each "
                     "run over the GPUs)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override the pretraining recipe for every run (Tables 2-7, Figs. 2, 4-6 and the backbones "
-                         "Tables 8-10 start from; their own fine-tuning takes `python -m transfer` / "
-                         "`python -m multilabel_coco --set`), e.g. --set epochs=1 --set batch_size=8 "
-                         "--set input_size=64 --set workers=0 (a smoke run: its records carry the overrides, render "
-                         "to results/rendered/<scale>/smoke/ with a banner, and never count for the real recipe); "
-                         "unknown keys are refused")
+    add_set_argument(ap, "the pretraining recipe of every run (Tables 2-7, Figs. 2, 4-6 and the backbones Tables 8-10 "
+                     "start from; their own fine-tuning takes `python -m transfer` / `python -m multilabel_coco "
+                     "--set`)", "--set epochs=1 --set batch_size=8 --set input_size=64 --set workers=0", records=True)
     ap.add_argument("--extra-rows", action="store_true",
                     help="also run the rows beyond the paper's (e.g. Table 2's mini-only oracle row); they are "
                          "rendered whenever their records exist")

@@ -207,3 +207,22 @@ def test_pretrain_cli_help_lists_archs_and_rows(capsys):
     with pytest.raises(SystemExit) as e:
         main(["resnet5", "relabel"])
     assert e.value.code == 2 and "invalid choice: 'resnet5'" in capsys.readouterr().err
+
+
+def test_every_cli_has_the_same_set_option_and_refuses_unknown_keys():
+    """issue 26: one --set (relabel.configs.add_set_argument) with one meaning: a field of that CLI's config."""
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    core = ("KEY=VALUE, repeatable, VALUE read as a Python literal ('train.KEY' reaches a nested training recipe "
+            "where there is one); unknown keys are refused with the valid ones listed")
+    refusals = {"results.make": (["table3", "--set", "epochz=1", "--dry-run"], "unknown --set key(s) ['epochz']"),
+                "pretrain": (["resnet50", "original", "--set", "epochz=1"], "unknown --set key(s) ['epochz']"),
+                "transfer": (["finegrained", "--backbone", "x.safetensors", "--set", "epochz=1"],
+                             "unknown FineGrainedConfig option(s) ['epochz']"),
+                "multilabel_coco": (["--set", "train.epochz=1"], "unknown TrainConfig option(s) ['epochz']")}
+    for module, (argv, message) in refusals.items():
+        p = subprocess.run([sys.executable, "-m", module, "--help"], cwd=root, capture_output=True, text=True)
+        assert " ".join(p.stdout.split()).count(core) == 1, module
+        p = subprocess.run([sys.executable, "-m", module, *argv], cwd=root, capture_output=True, text=True)
+        assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr, (module, p.stderr)

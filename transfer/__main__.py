@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from relabel.checkpoint import CheckpointError
-from relabel.configs import parse_overrides  # its ConfigError is a ValueError: printed by main
+from relabel.configs import add_set_argument, parse_overrides  # its ConfigError is a ValueError: printed by main
 from transfer.workdir import StaleWorkdirError
 
 
@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     ap.add_argument("--scale", default="mini", choices=("mini", "full"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/transfer-cli", help="work folder (checkpoints, logs)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    add_set_argument(ap, "the stage's config (FineGrainedConfig / DetectionConfig)", "--set max_steps=20")
     a = ap.parse_args(argv)
     out = Path(a.out) / a.stage / (a.task if a.stage == "finegrained" else a.detector) / f"seed{a.seed}"
     try:
