@@ -10,8 +10,9 @@ quality 92, ImageNet train's size spread (mostly 500 × 375 / 375 × 500, ~110 K
 float32 top-5 label-map store of 15 × 15 random maps (relabel.store, the shape of the official release). Timed,
 the Table 3 full-scale recipe (RandomResizedCrop 224, flip 0.5, colour jitter 0.4, normalise), batches of 64:
 
-* in-process, one thread on one core: PIL decode alone; timm's `create_transform`; this project's pipeline with the
-  original labels and with ReLabel (store read + LabelPooling), each as `legacy` (the code before issue 27: the
+* in-process, one thread on one core: PIL decode alone; this project's decode (relabel.loader.load_rgb: simplejpeg
+  where it gives PIL's pixels); timm's `create_transform` (on PIL's decode, as timm's dataset loads); this project's
+  pipeline with the original labels and with ReLabel (store read + LabelPooling), each as `legacy` (the code before issue 27: the
   whole batch's float jitter + normalisation in the collate) and as now: `device` (the 8-bit batch with its jitter
   draws; `finish` runs on the training device, so a GPU run's CPU does not pay it) and `loader` (a CPU-only run:
   the cache-sized `finish` in the collate);
@@ -134,8 +135,16 @@ def build_store(root: Path, paths: list[str], seed: int = 0):
 # --- the pipeline before issue 27, kept verbatim to time it beside the current one ---------------------------------
 
 def _legacy_load_rgb(path):
+    """PIL decode + convert, as timm's ImageDataset loads and as this project did before issue 27."""
     with Image.open(path) as im:
         return im.convert("RGB")
+
+
+def _pil_load_rgb(path):
+    """PIL decode alone (no copy of an RGB image): load_rgb before its simplejpeg path, the floor PIL allows."""
+    with Image.open(path) as im:
+        im.load()
+        return im if im.mode == "RGB" else im.convert("RGB")
 
 
 def _legacy_finish(self, batch):
@@ -280,11 +289,12 @@ def main(argv=None) -> int:
         per_cpu = (cpu_in if kind == "in-process" else cpu_loader).get(name if kind == "in-process" else (name, kind))
         print(f"{kind:<12} {name:<46} {value:8.1f} images/s ({per_cpu:.1f} per CPU-second){extra}", flush=True)
 
-    ims_in_process["decode (PIL)"] = _rate(lambda: [load_rgb(f) for f in files], n, cpu_in, "decode (PIL)")
-    report("in-process", "decode (PIL)", ims_in_process["decode (PIL)"])
+    for name, load in (("decode (PIL)", _pil_load_rgb), ("decode (ours: load_rgb, simplejpeg)", load_rgb)):
+        ims_in_process[name] = _rate(lambda: [load(f) for f in files], n, cpu_in, name)
+        report("in-process", name, ims_in_process[name])
     tt = create_transform(SIZE, is_training=True, scale=(0.08, 1.0), hflip=0.5, color_jitter=JITTER,
                           interpolation="bilinear", mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    ims_in_process["timm create_transform"] = _rate(lambda: [tt(load_rgb(f)) for f in files], n, cpu_in,
+    ims_in_process["timm create_transform"] = _rate(lambda: [tt(_legacy_load_rgb(f)) for f in files], n, cpu_in,
                                                     "timm create_transform")
     report("in-process", "timm create_transform", ims_in_process["timm create_transform"])
 

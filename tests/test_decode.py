@@ -1,0 +1,85 @@
+"""load_rgb's fast JPEG path (simplejpeg, issue 27) gives the pixels PIL gives, and leaves everything else to PIL.
+
+Every training image, annotation input and evaluation image goes through relabel.loader.load_rgb, so a decoder
+that changed one pixel would change what a model sees; the fast path is taken only for the colour spaces where it is
+bit-identical to PIL (checked here over chroma subsampling, baseline/progressive and grayscale), and a damaged
+file still gets PIL's verdict and the BadImageError that names it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import simplejpeg
+from PIL import Image
+
+from relabel import loader
+from relabel.loader import BadImageError, load_rgb
+
+
+def _texture(h=97, w=131, seed=0) -> np.ndarray:
+    """Textured content with hard edges (flat colour would hide rounding differences)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([np.sin(x / 5.0 + c) * np.cos(y / 7.0 - c) for c in range(3)], -1) * 90 + 128
+    base[(x // 17 + y // 13) % 2 == 0] += 40
+    return np.clip(base + rng.normal(0, 25, base.shape), 0, 255).astype(np.uint8)
+
+
+def _pil(path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+@pytest.fixture
+def fast_calls(monkeypatch):
+    """Counts the images the fast path decoded."""
+    calls = []
+    real = simplejpeg.decode_jpeg
+
+    def counted(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(loader.simplejpeg, "decode_jpeg", counted)
+    return calls
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+@pytest.mark.parametrize("subsampling", [0, 1, 2])  # PIL's 4:4:4, 4:2:2, 4:2:0
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_fast_path_is_bit_identical_to_pil(tmp_path, fast_calls, mode, subsampling, progressive):
+    im = Image.fromarray(_texture())
+    im = im.convert(mode)
+    p = tmp_path / "x.JPEG"
+    im.save(p, "JPEG", quality=87, subsampling=subsampling, progressive=progressive)
+    out = load_rgb(p)
+    assert fast_calls == [1]
+    assert out.mode == "RGB" and out.size == im.size
+    assert np.array_equal(np.asarray(out), _pil(p))
+
+
+def test_cmyk_and_png_go_through_pil(tmp_path, fast_calls):
+    cmyk = tmp_path / "cmyk.jpg"
+    Image.fromarray(_texture()).convert("CMYK").save(cmyk, "JPEG", quality=90)
+    png = tmp_path / "x.png"
+    Image.fromarray(_texture(seed=1)).save(png)
+    for p in (cmyk, png):
+        assert np.array_equal(np.asarray(load_rgb(p)), _pil(p))
+    assert fast_calls == []
+
+
+def test_a_jpeg_named_png_is_still_read(tmp_path, fast_calls):
+    p = tmp_path / "really_a_jpeg.png"
+    Image.fromarray(_texture()).save(p, "JPEG", quality=90)
+    assert np.array_equal(np.asarray(load_rgb(p)), _pil(p))
+    assert fast_calls == [1]
+
+
+def test_truncated_jpeg_is_a_bad_image_naming_the_file(tmp_path):
+    p = tmp_path / "cut.JPEG"
+    Image.fromarray(_texture()).save(p, "JPEG", quality=90)
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(BadImageError) as e:
+        load_rgb(p, index=7)
+    assert "cut.JPEG" in str(e.value) and "truncated" in str(e.value)
