@@ -1,7 +1,7 @@
 """The evaluator protocol: what an evaluator receives (`EvalContext`), returns (`EvalResult`) and raises.
 
 An evaluator is a function `fn(ctx) -> EvalResult` registered under the name its records carry (the names
-results/tables.py reads). Errors a user can cause (a missing dataset folder, a model whose class count does not
+results/tables.py reads) by its unit (`relabel.evaluators.unit`). Errors a user can cause (a missing dataset folder, a model whose class count does not
 match the dataset) are `EvalError`s with one sentence naming the thing and the fix; the CLIs print them and exit 1.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from relabel import outcomes as O
 from relabel.data.arrange_val import flat_val_images
 from relabel.data.readers import IMAGE_EXTENSIONS, list_class_folders
 from relabel.metrics import CORRUPTIONS, SEVERITIES
-from relabel.evaluators.roots import LAYOUTS, DataRoots
+from relabel.evaluators.roots import DataRoots
 from relabel.loader import IMAGENET_MEAN, IMAGENET_STD, eval_transform, load_rgb
 
 
@@ -102,6 +102,7 @@ def require(path: Path | None, what: str, layout_key: str, roots: DataRoots, is_
     IMAGENET_ROOT for make, --data-root for the evaluation CLIs)."""
     if path is not None and (path.is_file() if is_file else path.is_dir()):
         return path
+    from relabel.evaluators import LAYOUTS  # derived from the units, which import this module
     raise DatasetMissing(f"{what} {'file' if is_file else 'folder'} {path or '(not configured)'} does not exist; "
                          f"expected {LAYOUTS[layout_key]}; {roots.fix_hint()}.")
 
@@ -126,6 +127,7 @@ def class_folder_samples(root: Path, classes: tuple[str, ...], what: str, layout
                 f"{what} folder {root} holds {len(flat)} images directly (the official tarball's flat layout) but "
                 f"needs one folder per class; arrange it once with `python -m relabel.data.arrange_val {root} "
                 "--devkit ILSVRC2012_devkit_t12.tar.gz` (the devkit's ground truth).")
+        from relabel.evaluators import LAYOUTS
         raise EvalError(f"{what} folder {root} holds no images; expected {LAYOUTS[layout]}.")
     return samples
 
