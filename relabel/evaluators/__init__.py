@@ -66,6 +66,14 @@ FULL_TREE = "\n".join("  " + "  ".join(f"{e:<{_W}}" for e in _TREE[i:i + 2]).rst
 _FOLDERS = [u.full_folder for u in UNITS if u.full_folder]
 FULL_FOLDERS = ", ".join(_FOLDERS[:-1]) + " and " + _FOLDERS[-1]
 HEADLINE = {name: line for u in UNITS for name, line in u.headline.items()}  # the CLIs' summary line per evaluator
+ACCURACY = tuple(name for u in UNITS if u.accuracy for name in u.names)  # metric: % right over the record's images
+MINI_TEST_IMAGES = {name: n for u in UNITS for name, n in u.mini_test_images.items()}  # planned sizes at mini
+ROBUSTNESS = tuple(name for u in UNITS if u.section == "robustness" for name in u.names)  # Table 7's evaluators
+
+
+def table_columns(table: str) -> tuple:
+    """The `unit.Column`s of results/tables.py's table `table` ('table3', 'tableA1', 'table7'), in unit order."""
+    return tuple(c for u in UNITS for c in u.columns if c.table == table)
 
 
 def names_for_suites(suites: Iterable[str]) -> tuple[str, ...]:
