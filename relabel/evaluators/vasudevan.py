@@ -85,8 +85,9 @@ def evaluate_vasudevan(ctx: EvalContext) -> EvalResult:
     scored = [(at[i], pred[i] in ann.correct[i]) for i in sorted(ann.correct) if i in pred and ann.correct[i]]
     major = [(at[i], pred[i] in ann.correct[i] | ann.unclear[i]) for i in ann.imagenet_m if i in pred]
     if not scored or len(major) < len(ann.imagenet_m):
-        raise EvalError(f"Vasudevan et al. label file {path} covers {len(scored)} of the val images found (and "
-                        f"{len(major)} of its {len(ann.imagenet_m)} ImageNet-M images); is it this val set's file?")
+        raise EvalError(f"Vasudevan et al. label file {path} covers {len(scored)} of the val images found and "
+                        f"{len(major)} of its {len(ann.imagenet_m)} ImageNet-M images; it must be the file of this "
+                        f"val set (ImageNet's, by val file name).")
     metrics = {"top1": 100.0 * sum(h for _, h in scored) / len(scored), "n_scored": len(scored)}
     outcomes = {"top1": hits_entry([h for _, h in scored], [p for p, _ in scored], ctx.roots.val, metrics["top1"])}
     if major:
