@@ -1,8 +1,9 @@
 """The evaluator protocol: what an evaluator receives (`EvalContext`), returns (`EvalResult`) and raises.
 
 An evaluator is a function `fn(ctx) -> EvalResult` registered under the name its records carry (the names
-results/tables.py reads) by its unit (`relabel.evaluators.unit`). Errors a user can cause (a missing dataset folder, a model whose class count does not
-match the dataset) are `EvalError`s with one sentence naming the thing and the fix; the CLIs print them and exit 1.
+results/tables.py reads) by its unit (`relabel.evaluators.unit`). Errors a user can cause (a missing dataset
+folder, a model whose class count does not match the dataset) are `EvalError`s with one sentence naming the thing
+and the fix; the CLIs print them and exit 1.
 """
 from __future__ import annotations
 
