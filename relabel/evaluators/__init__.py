@@ -34,7 +34,8 @@ from relabel.evaluators.unit import DataCheck, Unit
 
 __all__ = ["NAMES", "SUITES", "EVAL_REAL_SUITES", "ROBUSTNESS_SUITES", "REGISTRY", "UNITS", "UNIT_MODULES", "LAYOUTS",
            "DataRoots", "EvalResult", "EvalError", "DatasetMissing", "EvalOptions", "evaluate", "evaluate_many",
-           "names_for_suites", "check_data", "CORRUPTIONS", "SEVERITIES"]
+           "names_for_suites", "check_data", "CORRUPTIONS", "SEVERITIES", "FlatValLayout", "V2_VARIANTS", "UNIT_OF",
+           "FULL_TREE", "FULL_FOLDERS", "table_columns"]
 
 # The evaluator units, in the order the registry, the suites and the tables list them. Adding an evaluator: one
 # module under relabel/evaluators/ defining UNIT, one line here, its test (docs/adding-an-evaluator.md).
