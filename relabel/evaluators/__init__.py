@@ -17,19 +17,16 @@ roots)` looks at every file a list of evaluators will read, in seconds, before a
 from __future__ import annotations
 
 import importlib
-import os
-from pathlib import Path
 from typing import Iterable
 
 import torch
 import torch.nn as nn
 
-from relabel.data.readers import IMAGE_EXTENSIONS
 from relabel.dist import sync_module
 from relabel.metrics import CORRUPTIONS, SEVERITIES
-from relabel.evaluators.base import (DatasetMissing, EvalContext, EvalError, EvalOptions, EvalResult, FlatValLayout,
-                                     check_classes)
-from relabel.evaluators.roots import V2_VARIANTS, DataRoots
+from relabel.evaluators.base import (LAYOUTS, DatasetMissing, EvalContext, EvalError, EvalOptions, EvalResult,
+                                     FlatValLayout, check_classes)
+from relabel.evaluators.roots import FULL_FOLDER_NAMES, V2_VARIANTS, DataRoots, full_folders
 from relabel.evaluators.unit import DataCheck, Unit
 
 __all__ = ["NAMES", "SUITES", "EVAL_REAL_SUITES", "ROBUSTNESS_SUITES", "REGISTRY", "UNITS", "UNIT_MODULES", "LAYOUTS",
@@ -58,14 +55,14 @@ SUITES = {u.suite: u.names for u in UNITS}
 SECTION_OF = {u.suite: u.section for u in UNITS}  # suite word -> the CLI that runs it
 EVAL_REAL_SUITES = tuple(u.suite for u in UNITS if u.section == "eval_real" and u.paper)  # the CLIs' defaults
 ROBUSTNESS_SUITES = tuple(u.suite for u in UNITS if u.section == "robustness" and u.paper)
-# Expected layouts, quoted by the missing-data errors.
-LAYOUTS = {u.layout_key: u.layout for u in UNITS if u.layout is not None}
+# Expected layouts, quoted by the missing-data errors (base.LAYOUTS, the dict base.require reads).
+LAYOUTS.update({u.layout_key: u.layout for u in UNITS if u.layout is not None})
 # The full-scale tree under one data root (IMAGENET_ROOT for make, --data-root for the evaluation CLIs).
 _TREE = [e for u in UNITS for e in u.full_tree]
 _W = max(len(e) for e in _TREE[::2])
 FULL_TREE = "\n".join("  " + "  ".join(f"{e:<{_W}}" for e in _TREE[i:i + 2]).rstrip() for i in range(0, len(_TREE), 2))
-_FOLDERS = [u.full_folder for u in UNITS if u.full_folder]
-FULL_FOLDERS = ", ".join(_FOLDERS[:-1]) + " and " + _FOLDERS[-1]
+FULL_FOLDER_NAMES[:] = [u.full_folder for u in UNITS if u.full_folder]  # roots.FULL_FOLDER_NAMES, for fix_hint
+FULL_FOLDERS = full_folders()
 HEADLINE = {name: line for u in UNITS for name, line in u.headline.items()}  # the CLIs' summary line per evaluator
 ACCURACY = tuple(name for u in UNITS if u.accuracy for name in u.names)  # metric: % right over the record's images
 MINI_TEST_IMAGES = {name: n for u in UNITS for name, n in u.mini_test_images.items()}  # planned sizes at mini
@@ -110,12 +107,6 @@ def check_data(names: Iterable[str], roots: DataRoots, **options) -> None:
         chk.val_paths = check_val(roots)
     for name in names:
         UNIT_OF[name].check(name, chk)
-
-
-def has_image(folder: Path) -> bool:
-    """Whether `folder` holds an image file, stopping at the first (a class folder can hold thousands)."""
-    with os.scandir(folder) as it:
-        return any(e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS for e in it)
 
 
 def _context(model, roots, input_size, crop_ratio, device, batch_size, workers, progress, cache, options):

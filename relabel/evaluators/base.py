@@ -7,6 +7,7 @@ and the fix; the CLIs print them and exit 1.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -21,6 +22,11 @@ from relabel.data.readers import IMAGE_EXTENSIONS, list_class_folders
 from relabel.metrics import CORRUPTIONS, SEVERITIES
 from relabel.evaluators.roots import DataRoots
 from relabel.loader import IMAGENET_MEAN, IMAGENET_STD, eval_transform, load_rgb
+
+
+# Layout key -> the expected full-scale layout, quoted by the missing-data errors. `relabel.evaluators` fills it from
+# the units' declarations when the package is imported, which happens before any of its modules can run.
+LAYOUTS: dict[str, str] = {}
 
 
 class EvalError(RuntimeError):
@@ -103,9 +109,14 @@ def require(path: Path | None, what: str, layout_key: str, roots: DataRoots, is_
     IMAGENET_ROOT for make, --data-root for the evaluation CLIs)."""
     if path is not None and (path.is_file() if is_file else path.is_dir()):
         return path
-    from relabel.evaluators import LAYOUTS  # derived from the units, which import this module
     raise DatasetMissing(f"{what} {'file' if is_file else 'folder'} {path or '(not configured)'} does not exist; "
                          f"expected {LAYOUTS[layout_key]}; {roots.fix_hint()}.")
+
+
+def has_image(folder: Path) -> bool:
+    """Whether `folder` holds an image file, stopping at the first (a class folder can hold thousands)."""
+    with os.scandir(folder) as it:
+        return any(e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS for e in it)
 
 
 def images_in(folder: Path) -> list[Path]:
@@ -128,7 +139,6 @@ def class_folder_samples(root: Path, classes: tuple[str, ...], what: str, layout
                 f"{what} folder {root} holds {len(flat)} images directly (the official tarball's flat layout) but "
                 f"needs one folder per class; arrange it once with `python -m relabel.data.arrange_val {root} "
                 "--devkit ILSVRC2012_devkit_t12.tar.gz` (the devkit's ground truth).")
-        from relabel.evaluators import LAYOUTS
         raise EvalError(f"{what} folder {root} holds no images; expected {LAYOUTS[layout]}.")
     return samples
 

@@ -19,7 +19,7 @@ from relabel.data.readers import IMAGE_EXTENSIONS, class_folders, read_fg_mask, 
 from relabel.dist import batch_shard
 from relabel.metrics import coarse_predictions, predict
 from relabel.progress import bar as progress_bar
-from relabel.evaluators.base import EvalContext, EvalError, EvalResult, PathSet, normalize_tensor
+from relabel.evaluators.base import EvalContext, EvalError, EvalResult, PathSet, has_image, normalize_tensor
 from relabel.evaluators.unit import Column, DataCheck, Unit
 from relabel.loader import load_rgb
 
@@ -145,7 +145,6 @@ def evaluate_bgc(ctx: EvalContext) -> EvalResult:
 
 
 def check(name: str, chk: DataCheck) -> None:
-    from relabel.evaluators import has_image
     roots = chk.roots
     root = chk.need(roots.bgc, "background-challenge (IN-9)", "bgc")
     table = chk.need(root / "in_to_in9.json", "IN-9 class map", "bgc", True)

@@ -16,7 +16,8 @@ from relabel.data.readers import class_folders
 from relabel.dist import batch_shard, is_main
 from relabel.metrics import ALEXNET_ERR, CORRUPTIONS, SEVERITIES, corruption_summary, predict, topk_accuracy
 from relabel.progress import bar as progress_bar
-from relabel.evaluators.base import EvalContext, EvalError, EvalResult, PathSet, class_folder_samples, hits_entry
+from relabel.evaluators.base import (EvalContext, EvalError, EvalResult, PathSet, class_folder_samples, has_image,
+                                     hits_entry)
 from relabel.evaluators.corruptions import MIN_SIZE, CleanSet, CorruptedSet, _subset, mce_scope
 from relabel.evaluators.unit import Column, DataCheck, Unit
 from relabel.evaluators.val import val_samples
@@ -93,7 +94,6 @@ def evaluate_imagenet_c(ctx: EvalContext) -> EvalResult:
 
 
 def check(name: str, chk: DataCheck) -> None:
-    from relabel.evaluators import has_image
     roots, o = chk.roots, chk.options
     bad = [c for c in o.c_corruptions if c not in CORRUPTIONS]
     if bad or not set(o.c_severities) <= set(SEVERITIES) or not o.c_corruptions:

@@ -32,11 +32,14 @@ MINI_C_IMAGES = 1000
 GIVEN_BY = ("make", "cli", None)
 
 
+# The evaluation sets' folders under the full-scale data root, as the units declare them ('val/', 'imagenetv2/', ...):
+# `relabel.evaluators` fills it when the package is imported, before any DataRoots can name them.
+FULL_FOLDER_NAMES: list[str] = []
+
+
 def full_folders() -> str:
-    """The evaluation sets' folders under the full-scale data root ('val/, imagenetv2/, ... and vasudevan/'), as
-    the units declare them (relabel.evaluators.FULL_FOLDERS; imported late: the units import this module)."""
-    from relabel.evaluators import FULL_FOLDERS
-    return FULL_FOLDERS
+    """'val/, imagenetv2/, ... and vasudevan/': the folders a full-scale data root holds, for the errors."""
+    return ", ".join(FULL_FOLDER_NAMES[:-1]) + " and " + FULL_FOLDER_NAMES[-1]
 
 
 def timm_info(name: str) -> Path:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
-from relabel.evaluators.base import DatasetMissing, EvalError, EvalOptions, Evaluator, require
+from relabel.evaluators.base import LAYOUTS, DatasetMissing, EvalError, EvalOptions, Evaluator, require
 from relabel.evaluators.roots import DataRoots
 
 
@@ -42,7 +42,6 @@ class DataCheck:
 
     def wrong(self, path, what: str, key: str, problem: str) -> DatasetMissing:
         """The error of a file or folder that exists but does not look like the layout `key`."""
-        from relabel.evaluators import LAYOUTS
         return DatasetMissing(f"{what} {path} {problem}; expected {LAYOUTS[key]}; {self.roots.fix_hint()}.")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from relabel.data.readers import class_folders, list_int_folders
 from relabel.metrics import predict, topk_accuracy
-from relabel.evaluators.base import EvalContext, EvalError, EvalResult, PathSet, hits_entry
+from relabel.evaluators.base import EvalContext, EvalError, EvalResult, PathSet, has_image, hits_entry
 from relabel.evaluators.roots import V2_VARIANTS
 from relabel.evaluators.unit import Column, DataCheck, Unit
 from relabel.evaluators.val import top1_hits
@@ -35,7 +35,6 @@ def v2_evaluator(variant: str):
 
 
 def check(name: str, chk: DataCheck) -> None:
-    from relabel.evaluators import has_image
     roots, variant = chk.roots, name[3:]
     what = f"ImageNetV2 {variant} folder"
     root = chk.need(roots.v2.get(variant), f"ImageNetV2 {variant}", "v2")
