@@ -26,9 +26,9 @@ from relabel.loader import TrainSet
 from relabel.records import config_hash, file_sha256, make_record
 from relabel.train import TrainConfig, set_aside_stale, train, train_transform_for
 
-# Evaluators a target experiment can write records for (relabel.evaluators names, plus the training cost).
-TARGET_EVALUATORS = ("val", "v2-top-images", "v2-matched-frequency", "v2-threshold0.7", "real", "shankar",
-                     "fgsm", "imagenet-a", "imagenet-c", "bgc", "cost")
+# Evaluators a target experiment can write records for: the paper's evaluator units (relabel.evaluators.NAMES, in
+# UNIT_MODULES order), plus the training cost.
+TARGET_EVALUATORS = E.NAMES + ("cost",)
 
 
 def record_evaluations(ctx, model, train_cfg, cfg, dataset: dict, extra_metrics: dict | None = None,

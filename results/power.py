@@ -24,6 +24,7 @@ from pathlib import Path
 from scipy import stats as st
 
 from relabel import records as R
+from relabel.evaluators import MINI_TEST_IMAGES, ROBUSTNESS
 from results import claims as C
 from results import render, tables
 from results import stats as S
@@ -31,11 +32,11 @@ from results.publish import published_records_path
 
 # Planned test-set sizes at mini (images; a claim's test set is its cells' evaluator's): the issue's rule, a
 # binomial SE ≤ 0.5 points for one accuracy near 50% (≥ 10,000), where the budget allows it.
-TEST_SETS = {"val": 20000, "real": 20000, "shankar": 20000, "fgsm": 20000, "v2-top-images": 10_000,
-             "v2-matched-frequency": 10_000, "v2-threshold0.7": 10_000, "imagenet-a": 10_000,
-             "imagenet-c": 1_000,  # images per corruption × severity (75 copies each): 75,000 forwards per model
+# The evaluators' own come from their units (relabel/evaluators/<name>.py: mini_test_images; ImageNet-C's 1,000 are
+# images per corruption × severity, 75 copies each: 75,000 forwards per model).
+TEST_SETS = {**MINI_TEST_IMAGES,
              "grid": 1_000,  # fine-grained test images per dataset (16 → 100 per class)
-             "coco-val": 2_000, "coco": 2_000, "bgc": 0, "crop_conf": 0, "cost": 0}
+             "coco-val": 2_000, "coco": 2_000, "crop_conf": 0, "cost": 0}
 # Metrics that are not a mean over images (AP, mAP, crop statistics): the ledger judges them on seed noise alone,
 # and the plan sizes them the same way (their test sets still grow, which shrinks what the ledger leaves out).
 SEEDS_ONLY = {"coco-val", "coco", "crop_conf"}
@@ -62,7 +63,7 @@ def run_minutes(experiment: str, evaluator: str) -> float:
     parts = experiment.split("/")
     if parts[0] == "pretrain":
         m = RUN_MINUTES["kd"] if parts[2].startswith("kd_") else RUN_MINUTES.get(parts[1], RUN_MINUTES["resnet50"])
-        return m + (RUN_MINUTES["table7_eval"] if evaluator in ("fgsm", "imagenet-a", "imagenet-c", "bgc") else 0)
+        return m + (RUN_MINUTES["table7_eval"] if evaluator in ROBUSTNESS else 0)
     if parts[0] == "transfer":
         return RUN_MINUTES["finegrained"] if parts[1] == "finegrained" else RUN_MINUTES[parts[2]]
     if parts[0] == "multilabel_coco":

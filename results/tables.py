@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from relabel.evaluators import table_columns
+
 
 @dataclass(frozen=True)
 class Source:
@@ -159,8 +161,8 @@ _SUPERVISION = (
     ("relabel", "ReLabel", "pretrain/resnet50/relabel"))
 _T3 = {"original": (77.5, 79.0, 83.6, 85.3), "label_smoothing": (78.0, 79.5, 84.0, 84.7),
        "label_cleaning": (78.1, 79.1, 83.6, 85.2), "relabel": (78.9, 80.5, 85.0, 86.1)}
-_T3_COLS = (("val", "ImageNet val", "val"), ("v2", "ImageNetV2 (Top-Images)", "v2-top-images"),
-            ("real", "ReaL", "real"), ("shankar", "Shankar et al.", "shankar"))
+# (column key, heading, evaluator), as the evaluator units declare their columns (relabel/evaluators/<name>.py)
+_T3_COLS = tuple((c.key, c.label, c.evaluator) for c in table_columns("table3"))
 TABLE3 = Table(
     "table3", "Table 3 — supervision types (ResNet-50)",
     cols=tuple(Col(k, l) for k, l, _ in _T3_COLS),
@@ -175,9 +177,7 @@ TABLE3 = Table(
 )
 _TA1 = {"original": (77.5, 79.0, 65.2, 74.3), "label_smoothing": (78.0, 79.5, 66.0, 74.6),
         "label_cleaning": (78.1, 79.1, 64.9, 73.9), "relabel": (78.9, 80.5, 67.3, 76.0)}
-_TA1_COLS = (("val", "ImageNet", "val"), ("v2_top", "V2 Top-Images", "v2-top-images"),
-             ("v2_mf", "V2 Matched Frequency", "v2-matched-frequency"),
-             ("v2_t07", "V2 Threshold 0.7", "v2-threshold0.7"))
+_TA1_COLS = tuple((c.key, c.label, c.evaluator) for c in table_columns("tableA1"))
 TABLEA1 = Table(
     "tableA1", "Table A1 — ImageNetV2, all three variants (ResNet-50)",
     cols=tuple(Col(k, l) for k, l, _ in _TA1_COLS),
@@ -357,9 +357,7 @@ _T7 = (("original", "ResNet-50", "pretrain/resnet50/original", (25.7, 4.9, 27.9,
        ("relabel", "+ ReLabel", "pretrain/resnet50/relabel", (31.3, 7.1, 28.1, 34.6)),
        ("cutmix", "+ CutMix", "pretrain/resnet50/relabel_cutmix", (42.4, 11.4, 47.5, 34.1)),
        ("extra", "+ Extra data", "pretrain/resnet50/relabel_cutmix_extra", (45.0, 24.8, 54.2, 36.0)))
-_T7_COLS = (("fgsm", "FGSM", "fgsm", "top1"), ("imagenet_a", "ImageNet-A", "imagenet-a", "top1"),
-            ("imagenet_c", "ImageNet-C (mean accuracy)", "imagenet-c", "mean_acc"),
-            ("bgc", "BGC (background challenge)", "bgc", "challenge_acc"))
+_T7_COLS = tuple((c.key, c.label, c.evaluator, c.metric) for c in table_columns("table7"))
 TABLE7 = Table(
     "table7", "Table 7 — robustness (accuracies)",
     cols=tuple(Col(k, l) for k, l, _, _ in _T7_COLS),

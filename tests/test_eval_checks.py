@@ -15,7 +15,8 @@ from relabel import records as R
 from relabel.checkpoint import save_model
 from relabel.evaluators.base import require
 from relabel.evaluators.cli import build_parser, main
-from relabel.evaluators.roots import LAYOUTS, timm_info
+from relabel.evaluators import LAYOUTS
+from relabel.evaluators.roots import timm_info
 
 SMALL = {"layers": (1, 1, 1, 1), "channels": (8, 8, 16, 16), "stem_width": 8}
 

@@ -431,3 +431,22 @@ def test_evaluate_many_predicts_val_once(world):
     res = E.evaluate_many(["val", "real", "shankar"], Counting([0.0] * 10), roots, input_size=32, progress=False)
     assert Counting.seen == 60  # 60 val images, scored three ways
     assert res["real"].metrics["top1"] >= 0 and res["shankar"].dataset["name"] == "shankar-multilabel"
+
+
+# ---------------------------------------------------------------- units: everything derives from UNIT_MODULES
+
+def test_every_evaluator_module_is_a_listed_unit_and_the_lists_derive_from_them():
+    import ast
+    folder = Path(E.__file__).parent
+    defines_unit = sorted(p.stem for p in folder.glob("*.py")
+                          if any(isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "UNIT" for t in n.targets)
+                                 for n in ast.parse(p.read_text()).body))
+    assert defines_unit == sorted(E.UNIT_MODULES)  # a unit module not in the list would never be registered
+    assert list(E.REGISTRY) == [n for u in E.UNITS for n in u.names] and set(E.NAMES) <= set(E.REGISTRY)
+    assert set(E.LAYOUTS) == {u.layout_key for u in E.UNITS if u.layout}
+    from pretrain.experiments import TARGET_EVALUATORS
+    from results import tables as T
+    assert TARGET_EVALUATORS == E.NAMES + ("cost",)
+    columns = [c for u in E.UNITS for c in u.columns]
+    assert {c.evaluator for c in columns} <= set(E.NAMES)
+    assert [c[2] for c in T._T7_COLS] == [c.evaluator for c in columns if c.table == "table7"]

@@ -74,7 +74,7 @@ def test_val_reader_skips_the_same_folders_and_labels_by_wnid(tmp_path):
     _jpegs(root / "val" / ".ipynb_checkpoints", ["ILSVRC2012_val_00000001"])
     ctx = E.base.EvalContext(nn.Identity(), E.DataRoots.full(root), 16, 0.875, torch.device("cpu"), 4, 0, False,
                              E.base.EvalOptions())
-    paths, labels = E.classification.val_samples(ctx)
+    paths, labels = E.val.val_samples(ctx)
     assert labels == [1, 7, 999] and [p.parent.name for p in paths] == list(SUBSET[1:])
 
 

@@ -50,7 +50,7 @@ import numpy as np
 from PIL import Image
 
 from relabel.data.formats import split_rng
-from relabel.evaluators.robust import IN9_VARIANTS
+from relabel.evaluators.bgc import IN9_VARIANTS
 from relabel.evaluators.roots import V2_VARIANTS, timm_info
 
 __all__ = ["make_fake_full", "CLASS_INDICES", "FakeTreeError", "main"]

@@ -1,11 +1,13 @@
 """The evaluator protocol: what an evaluator receives (`EvalContext`), returns (`EvalResult`) and raises.
 
 An evaluator is a function `fn(ctx) -> EvalResult` registered under the name its records carry (the names
-results/tables.py reads). Errors a user can cause (a missing dataset folder, a model whose class count does not
-match the dataset) are `EvalError`s with one sentence naming the thing and the fix; the CLIs print them and exit 1.
+results/tables.py reads) by its unit (`relabel.evaluators.unit`). Errors a user can cause (a missing dataset
+folder, a model whose class count does not match the dataset) are `EvalError`s with one sentence naming the thing
+and the fix; the CLIs print them and exit 1.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -18,8 +20,13 @@ from relabel import outcomes as O
 from relabel.data.arrange_val import flat_val_images
 from relabel.data.readers import IMAGE_EXTENSIONS, list_class_folders
 from relabel.metrics import CORRUPTIONS, SEVERITIES
-from relabel.evaluators.roots import LAYOUTS, DataRoots
+from relabel.evaluators.roots import DataRoots
 from relabel.loader import IMAGENET_MEAN, IMAGENET_STD, eval_transform, load_rgb
+
+
+# Layout key -> the expected full-scale layout, quoted by the missing-data errors. `relabel.evaluators` fills it from
+# the units' declarations when the package is imported, which happens before any of its modules can run.
+LAYOUTS: dict[str, str] = {}
 
 
 class EvalError(RuntimeError):
@@ -104,6 +111,12 @@ def require(path: Path | None, what: str, layout_key: str, roots: DataRoots, is_
         return path
     raise DatasetMissing(f"{what} {'file' if is_file else 'folder'} {path or '(not configured)'} does not exist; "
                          f"expected {LAYOUTS[layout_key]}; {roots.fix_hint()}.")
+
+
+def has_image(folder: Path) -> bool:
+    """Whether `folder` holds an image file, stopping at the first (a class folder can hold thousands)."""
+    with os.scandir(folder) as it:
+        return any(e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS for e in it)
 
 
 def images_in(folder: Path) -> list[Path]:

@@ -21,7 +21,6 @@ from relabel import evaluators as E
 from relabel import records as R
 from relabel.checkpoint import CheckpointError, load_checkpoint
 from relabel.dist import init_distributed, is_main
-from relabel.evaluators.roots import FULL_TREE
 from relabel.launch import runs_root
 
 # Eval protocol when the checkpoint does not store one: mini images (48 px) are seen whole, as the pretraining
@@ -31,22 +30,14 @@ DEFAULT_CROP = {"mini": 1.0, "full": 0.875}
 # Suffixes a checkpoint file name loses in its default experiment id (longest first); other dots stay in the name.
 CKPT_SUFFIXES = (".pth.tar", ".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".tar")
 CKPT_PARENTS = 4  # folders naming a model.* file outside runs/<scale>/ (as deep as pretrain/<arch>/<row>/seed<k>)
-# What the summary shows per evaluator: (metric keys, label).
-HEADLINE = {
-    "val": (("top1", "top5"), "top-1 / top-5"),
-    "real": (("top1", "top5"), "ReaL top-1 / top-5"),
-    "shankar": (("top1", "top1_unclear_classavg"), "top-1 (a) / (b)"),
-    "fgsm": (("top1", "clean_top1"), "adv. top-1 / clean"),
-    "imagenet-a": (("top1",), "top-1 (subset logits)"),
-    "imagenet-c": (("mean_acc", "mce", "clean_top1"), "mean acc / mCE / clean"),
-    "bgc": (("challenge_acc", "bg_gap", "acc_original"), "challenge / BG-gap / orig."),
-}
+# What the summary shows per evaluator: (metric keys, label), as each unit declares it.
+HEADLINE = E.HEADLINE
 
 EPILOG = f"""\
 data:
   --scale mini (default) uses the mini world in <repo>/data/mini-v1-seed0, generated on first use (~2 min),
   or the world folder given by --data-root. --scale full reads the real datasets under --data-root:
-{FULL_TREE}
+{E.FULL_TREE}
   ReaL labels, the ImageNet-A class indices and the class order come with timm. Every file the chosen suites
   read is checked before the checkpoint is loaded.
 
@@ -77,6 +68,13 @@ def _c_images(text: str):
     return int(text)
 
 
+def _allowed_suites(suites: tuple[str, ...]) -> tuple[str, ...]:
+    """Every suite of the CLI whose default suites are `suites`: those of the same section(s) (eval_real/run.py
+    also runs vasudevan, which is not in its default)."""
+    sections = {E.SECTION_OF[s] for s in suites}
+    return tuple(s for s in E.SUITES if E.SECTION_OF[s] in sections)
+
+
 def build_parser(prog: str, description: str, suites: tuple[str, ...], robustness: bool) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=description, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -85,9 +83,12 @@ def build_parser(prog: str, description: str, suites: tuple[str, ...], robustnes
                         "PyTorch .pth state dict, e.g. the official ReLabel ResNet-50")
     p.add_argument("--arch", metavar="NAME", help="timm architecture (default: the one stored in the checkpoint; "
                                                   "ResNets are recognised in a .pth)")
+    more = [s for s in _allowed_suites(suites) if s not in suites]
     p.add_argument("--suite", default=",".join(suites), metavar="LIST",
                    help=f"comma-separated benchmarks to run (default: all = {','.join(suites)}); "
-                        + "; ".join(f"{s} = {', '.join(E.SUITES[s])}" for s in suites if E.SUITES[s] != (s,)))
+                        + "; ".join(f"{s} = {', '.join(E.SUITES[s])}" for s in suites if E.SUITES[s] != (s,))
+                        + (f"; beyond the paper, not in the default: {', '.join(more)} (full scale only)"
+                           if more else ""))
     p.add_argument("--scale", choices=("mini", "full"), default="mini", help="mini world or real datasets")
     p.add_argument("--data-root", metavar="DIR", help="mini: a world folder; full: the folder holding the datasets")
     p.add_argument("--experiment", metavar="ID", help="experiment id in the records (default: ckpt/<file name "
@@ -190,11 +191,14 @@ def _stored(extra: dict, train_cfg: dict, *keys):
 
 def _run(args, suites, robustness) -> int:
     words = [s.strip() for s in args.suite.split(",") if s.strip()]
-    allowed = set(suites) | {n for s in suites for n in E.SUITES[s]}
+    runs = _allowed_suites(suites)
+    allowed = set(runs) | {n for s in runs for n in E.SUITES[s]}
     wrong = [w for w in words if w not in allowed]
     if wrong or not words:
-        raise ValueError(f"unknown suite {wrong or words}; this script runs {', '.join(suites)}")
+        raise ValueError(f"unknown suite {wrong or words}; this script runs {', '.join(runs)}")
     names = E.names_for_suites(words)
+    for name in names:  # a unit with no data at this scale says so before a checkpoint loads or a world builds
+        E.UNIT_OF[name].refuse_at(args.scale)
     ck = load_checkpoint(args.ckpt, args.arch)  # the user's file first: a bad one is reported before any world builds
     roots = E.DataRoots.for_scale(args.scale, args.data_root)
     options = {}

@@ -1,7 +1,8 @@
 """Where each benchmark's files are: one `DataRoots` per scale, built from the mini world or a full data root.
 
 The same evaluators read both: `DataRoots.mini(world)` points at a generated mini world, `DataRoots.full(root)`
-at the real datasets under one folder (each path can also be given explicitly). At full scale the files that
+at the real datasets under one folder (each path can also be given explicitly). Which folders those are, and their
+layouts, the evaluator units declare (relabel.evaluators.FULL_TREE, LAYOUTS). At full scale the files that
 timm ships (ReaL labels, the ImageNet-A index list, the ImageNet synsets) are used, so no extra download is
 needed for them. `relabel.evaluators.check_data(evaluators, roots)` looks, in seconds, at every file and folder
 those evaluators will read (a run calls it before training, so a missing `shankar/` surfaces before 300 epochs,
@@ -25,27 +26,20 @@ V2_VARIANTS = ("top-images", "matched-frequency", "threshold0.7")
 # sets' identity (relabel.data.world_config.TEST_SETS_VERSION: 300 in v1)
 MINI_C_IMAGES = 1000
 
-# Expected layouts, quoted by the missing-folder errors.
-LAYOUTS = {
-    "val": "<val>/<class>/<image> (ImageNet: one folder per wnid; mini: digit0..digit9)",
-    "real": "a JSON list whose entry i holds the class indices of val image i+1 (ImageNet-ReaL real.json)",
-    "shankar": 'Shankar et al. JSON {"initial_annots": {file: {"correct", "unclear", "wrong"}}, ...}',
-    "v2": "<v2 variant>/<int class>/<image> (label = int(folder name))",
-    "imagenet-a": "<imagenet-a>/<wnid>/<image> (200 wnid folders)",
-    "imagenet-c": "<imagenet-c>/<corruption>/<severity 1-5>/<class>/<image>",
-    "bgc": "<bgc>/{original,only_bg_t,mixed_same,mixed_rand,...}/val/<NN_class>/<image>, "
-           "<bgc>/fg_mask/val/<NN_class>/<stem>.npy and <bgc>/in_to_in9.json",
-}
-# The full-scale tree under one data root (IMAGENET_ROOT for make, --data-root for the evaluation CLIs).
-FULL_TREE = """\
-  val/<wnid>/ILSVRC2012_val_*.JPEG            imagenetv2/imagenetv2-<variant>-format-val/<0..999>/
-  imagenet-a/<wnid>/                          imagenet-c/<corruption>/<1..5>/<wnid>/ (optional)
-  bg_challenge/<variant>/val/ + in_to_in9.json  shankar/human_accuracy_v3.0.0.json"""
-FULL_FOLDERS = "val/, imagenetv2/, imagenet-a/, imagenet-c/, bg_challenge/ and shankar/"
 # How the user told us where the data is, so a missing-data error names the right knob: 'make' (make and
 # results.make read IMAGENET_ROOT, pretrain/config.py), 'cli' (eval_real/run.py, robustness/run.py: --data-root),
 # None (the Python API: both are named).
 GIVEN_BY = ("make", "cli", None)
+
+
+# The evaluation sets' folders under the full-scale data root, as the units declare them ('val/', 'imagenetv2/', ...):
+# `relabel.evaluators` fills it when the package is imported, before any DataRoots can name them.
+FULL_FOLDER_NAMES: list[str] = []
+
+
+def full_folders() -> str:
+    """'val/, imagenetv2/, ... and vasudevan/': the folders a full-scale data root holds, for the errors."""
+    return ", ".join(FULL_FOLDER_NAMES[:-1]) + " and " + FULL_FOLDER_NAMES[-1]
 
 
 def timm_info(name: str) -> Path:
@@ -73,6 +67,7 @@ class DataRoots:
     imagenet_c: Path | None = None
     imagenet_c_images: int | None = None
     bgc: Path | None = None
+    vasudevan_json: Path | None = None  # Vasudevan et al.'s multi-label file; the mini world has none
     # the test sets' identity, which evaluation records carry in config['test_sets'] (launch.on_current_test_sets):
     # mini, the world's ('mini-v1-seed0/test-v2', relabel.data.world_test_sets); full, None (the real datasets)
     test_sets: str | None = None
@@ -87,10 +82,11 @@ class DataRoots:
         if self.scale == "mini":
             hint = "regenerate the mini world (`python -m relabel.data --out data`)"
             return hint + (" or pass --data-root WORLD_DIR" if self.given_by == "cli" else "")
-        how = {"make": f"set IMAGENET_ROOT to the folder that holds {FULL_FOLDERS} (the tree in docs/full-scale.md)",
-               "cli": f"pass --data-root DIR, the folder that holds {FULL_FOLDERS} (see --help)",
+        folders = full_folders()
+        how = {"make": f"set IMAGENET_ROOT to the folder that holds {folders} (the tree in docs/full-scale.md)",
+               "cli": f"pass --data-root DIR, the folder that holds {folders} (see --help)",
                None: f"point IMAGENET_ROOT (make, results.make) or --data-root (eval_real/run.py, "
-                     f"robustness/run.py) at the folder that holds {FULL_FOLDERS}"}[self.given_by]
+                     f"robustness/run.py) at the folder that holds {folders}"}[self.given_by]
         return f"put the dataset there or {how}"
 
     @classmethod
@@ -118,6 +114,7 @@ class DataRoots:
             <data_root>/imagenet-a/<wnid>/                 <data_root>/imagenet-c/<corruption>/<1..5>/<wnid>/
             <data_root>/bg_challenge/<variant>/val/...     (+ in_to_in9.json from the backgrounds_challenge repo)
             <data_root>/shankar/human_accuracy_v3.0.0.json (Shankar et al.'s release)
+            <data_root>/vasudevan/imagenet_multilabel.json (Vasudevan et al.'s; docs/evaluators.md has the format)
         ReaL labels, ImageNet-A indices and the class list come from timm. ImageNet-C is generated on the fly from
         val when `<data_root>/imagenet-c` does not exist (slow at this scale: prefer the pre-rendered release).
         """
@@ -132,7 +129,8 @@ class DataRoots:
             v2={v: under("imagenetv2", f"imagenetv2-{v}-format-val") for v in V2_VARIANTS} if r else {},
             imagenet_a=under("imagenet-a"), imagenet_a_indices=timm_info("imagenet_a_indices.txt"),
             imagenet_c=c_default if c_default is not None and c_default.is_dir() else None,
-            imagenet_c_images=None, bgc=under("bg_challenge"), given_by=None)
+            imagenet_c_images=None, bgc=under("bg_challenge"),
+            vasudevan_json=under("vasudevan", "imagenet_multilabel.json"), given_by=None)
         unknown = sorted(set(paths) - set(defaults))
         if unknown:
             raise ValueError(f"unknown DataRoots field(s) {unknown}; valid: {sorted(defaults)}")
@@ -157,6 +155,6 @@ class DataRoots:
         if scale == "full":
             if root is None:
                 how = "set IMAGENET_ROOT" if given_by == "make" else "pass --data-root DIR"
-                raise FileNotFoundError(f"full scale needs the folder that holds {FULL_FOLDERS}; {how}.")
+                raise FileNotFoundError(f"full scale needs the folder that holds {full_folders()}; {how}.")
             return cls.full(root, given_by=given_by)
         raise ValueError(f"scale must be 'mini' or 'full', got '{scale}'")

@@ -1,7 +1,5 @@
-"""Table 7, part 1: FGSM, ImageNet-A and the background challenge (IN-9) evaluators.
+"""Table 7: the background challenge (IN-9, Xiao et al.) — variant accuracies, BG-gap and challenge accuracy.
 
-* FGSM: one step in un-normalised [0, 1] pixel space on eval-transformed val images; ε is a recorded param.
-* ImageNet-A: only the subset's logits compete (`logits[:, indices]`), as for a 1000-class model on 200 classes.
 * Background challenge (Xiao et al.): every foreground of `original/val`, cut out with its mask, is pasted on every
   `only_bg_t` background; it is vulnerable if any composite is misclassified (fine argmax mapped to IN-9, −1 is
   wrong). Composites are built and transformed as uint8 tensors on the device, in growing batches per foreground
@@ -16,70 +14,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
-from relabel.progress import bar as progress_bar
 
-from relabel.data.readers import read_fg_mask, read_imagenet_a, read_in9, read_in_to_in9
+from relabel.data.readers import IMAGE_EXTENSIONS, class_folders, read_fg_mask, read_in9, read_in_to_in9
 from relabel.dist import batch_shard
-from relabel.metrics import Normalized, coarse_predictions, fgsm, predict, subset_accuracy
-from relabel.evaluators.base import EvalContext, EvalError, EvalResult, PathSet, hits_entry, normalize_tensor
-from relabel.evaluators.classification import val_samples
-from relabel.loader import IMAGENET_MEAN, IMAGENET_STD, load_rgb
+from relabel.metrics import coarse_predictions, predict
+from relabel.progress import bar as progress_bar
+from relabel.evaluators.base import EvalContext, EvalError, EvalResult, PathSet, has_image, normalize_tensor
+from relabel.evaluators.unit import Column, DataCheck, Unit
+from relabel.loader import load_rgb
 
 IN9_VARIANTS = ("original", "only_bg_b", "only_bg_t", "no_fg", "only_fg", "mixed_same", "mixed_rand", "mixed_next")
-
-
-def evaluate_fgsm(ctx: EvalContext) -> EvalResult:
-    eps = float(ctx.options.fgsm_epsilon)
-    paths, labels = val_samples(ctx)
-    model01 = Normalized(ctx.model, IMAGENET_MEAN, IMAGENET_STD).to(ctx.device).eval()
-    was = ctx.model.training
-    ctx.model.eval()
-    shard = batch_shard(len(paths), ctx.batch_size)  # under torchrun each rank attacks its share of the batches
-    loader = torch.utils.data.DataLoader(PathSet(paths, ctx.transform(normalize=False)),
-                                         batch_sampler=shard.batches, num_workers=ctx.workers)
-    labels_t = torch.as_tensor(labels)
-    rows = []  # per image: (clean hit, adversarial hit)
-    for x, idx in progress_bar(iterable=loader, desc=f"fgsm ε={eps:.4g}", disable=not ctx.progress or shard.rank > 0,
-                               leave=False):
-        x, y = x.to(ctx.device), labels_t[idx].to(ctx.device)
-        x_adv = fgsm(model01, x, y, eps)
-        with torch.no_grad():
-            rows.append(torch.stack([model01(x).argmax(1) == y, model01(x_adv).argmax(1) == y], 1).cpu())
-    clean, adv = shard.gather(rows).unbind(1)
-    ctx.model.train(was)
-    metrics = {"top1": 100.0 * adv.double().mean().item(), "clean_top1": 100.0 * clean.double().mean().item()}
-    return EvalResult(metrics, ctx.dataset("imagenet-val", "val", len(paths), ctx.roots.val),
-                      {**ctx.base_params(), "eval_amp": "fp32", "fgsm_epsilon": eps,
-                       "fgsm_space": "[0,1] pixels after the eval transform; normalisation inside the model"},
-                      {"top1": hits_entry(adv, paths, ctx.roots.val, metrics["top1"])})
-
-
-def evaluate_imagenet_a(ctx: EvalContext) -> EvalResult:
-    root = ctx.require(ctx.roots.imagenet_a, "ImageNet-A", "imagenet-a")
-    try:
-        samples, indices = read_imagenet_a(root, list(ctx.roots.classes))
-    except ValueError as e:
-        raise EvalError(str(e)) from None
-    index_file = ctx.roots.imagenet_a_indices
-    if index_file is not None and index_file.is_file():
-        indices = [int(x) for x in index_file.read_text().split()]
-    if not samples:
-        raise EvalError(f"ImageNet-A folder {root} holds no images.")
-    outside = sorted({y for _, y in samples} - set(indices))
-    if outside or not all(0 <= i < ctx.num_classes for i in indices):
-        raise EvalError(f"ImageNet-A index list {index_file} does not cover the folders' classes {outside[:3]} "
-                        f"(or names classes outside 0..{ctx.num_classes - 1}); is it the right scale?")
-    labels = [y for _, y in samples]
-    logits = predict(ctx.model, PathSet([p for p, _ in samples], ctx.transform()), ctx.batch_size, ctx.workers,
-                     ctx.device, desc="imagenet-a", progress=ctx.progress)
-    idx = torch.as_tensor(list(indices))
-    hits = idx[logits[:, idx].argmax(1)] == torch.as_tensor(labels)  # subset_accuracy's rule, per image
-    metrics = {"top1": subset_accuracy(logits, labels, indices),
-               "top1_all_classes": 100.0 * (logits.argmax(1) == torch.as_tensor(labels)).double().mean().item(),
-               "n_subset_classes": len(indices)}
-    return EvalResult(metrics, ctx.dataset("imagenet-a", "test", len(samples), root),
-                      {**ctx.base_params(), "a_logit_mask": f"{len(indices)} subset classes"},
-                      {"top1": hits_entry(hits, [p for p, _ in samples], root, metrics["top1"])})
 
 
 def _uint8_chw(path, size=None) -> torch.Tensor:
@@ -198,3 +142,43 @@ def evaluate_bgc(ctx: EvalContext) -> EvalResult:
                       {**ctx.base_params(), **bgc_protocol(ctx, native),
                        "bgc_composite": "fg·mask + only_bg_t·(1−mask) as uint8 at the foreground's native size "
                                         "(backgrounds of another size resized to it), then fed as bgc_input says"})
+
+
+def check(name: str, chk: DataCheck) -> None:
+    roots = chk.roots
+    root = chk.need(roots.bgc, "background-challenge (IN-9)", "bgc")
+    table = chk.need(root / "in_to_in9.json", "IN-9 class map", "bgc", True)
+    try:
+        read_in_to_in9(table, len(roots.classes))
+    except ValueError as e:  # not JSON, not a {index: coarse class} object
+        raise chk.wrong(table, "IN-9 class map", "bgc", f"is not this scale's index -> IN-9 class map ({e})") \
+            from None
+    for sub in ("original/val", "only_bg_t/val", "fg_mask/val"):
+        chk.need(root / sub, f"IN-9 {sub.split('/')[0]}", "bgc")
+    firsts = []
+    for sub in ("original/val", "only_bg_t/val"):
+        what = f"IN-9 {sub.split('/')[0]} folder"
+        folders = class_folders(root / sub)
+        bad = [f.name for f in folders if not f.name.split("_", 1)[0].isdigit()]
+        if bad:
+            raise chk.wrong(root / sub, what, "bgc", f"has folders {bad[:3]} that are not <NN_class>")
+        firsts.append(next((f for f in folders if has_image(f)), None))
+        if firsts[-1] is None:
+            raise chk.wrong(root / sub, what, "bgc", "holds no images in <NN_class>/ folders")
+    image = next(p for p in sorted(firsts[0].iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS)
+    chk.need(root / "fg_mask" / "val" / firsts[0].name / f"{image.stem}.npy",
+             f"IN-9 foreground mask of {image.name}", "bgc", True)
+
+
+UNIT = Unit(
+    suite="bgc", section="robustness", evaluators={"bgc": evaluate_bgc},
+    layout_key="bgc", layout="<bgc>/{original,only_bg_t,mixed_same,mixed_rand,...}/val/<NN_class>/<image>, "
+                             "<bgc>/fg_mask/val/<NN_class>/<stem>.npy and <bgc>/in_to_in9.json",
+    check=check, full_folder="bg_challenge/", full_tree=("bg_challenge/<variant>/val/ + in_to_in9.json",),
+    mini="<world>/bgc/ (relabel.data.bench_splits.write_bgc: IN-9's variants, masks and class map over coarse "
+         "groups of the mini classes)",
+    columns=(Column("table7", "bgc", "BGC (background challenge)", "bgc", "challenge_acc"),),
+    headline={"bgc": (("challenge_acc", "bg_gap", "acc_original"), "challenge / BG-gap / orig.")},
+    accuracy=False,  # a challenge accuracy over foregrounds × backgrounds, not a mean over test images
+    mini_test_images={"bgc": 0},
+)
