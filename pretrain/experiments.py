@@ -130,7 +130,8 @@ def _crop_label_store(cfg, spec, tcfg):
 
     def build():
         from relabel.dist import init_distributed
-        from relabel.train import cpu_bf16_enabled, default_device
+        from relabel.hardware import cpu_bf16_enabled
+        from relabel.train import default_device
         dev = default_device(init_distributed())  # rank 0 alone labels every crop (the others wait)
         model = A.teacher(cfg, spec.annotator)[0].to(dev)
         build_crop_store(path, model, root, paths, sizes, crops=crops, k=k, num_classes=tcfg.num_classes,
