@@ -39,8 +39,8 @@ from relabel.progress import bar as progress_bar
 from relabel.configs import ConfigError, StrictConfig
 from relabel import hardware
 from relabel.dist import DistInfo, agree, init_distributed
-from relabel.launch import set_aside
 from relabel.records import config_hash
+from relabel.stamped import set_aside_stale
 from relabel.loader import ResumableSampler, TrainSet, _mix, train_transform
 from relabel.transforms import Pending
 from relabel import labels as label_sources
@@ -236,19 +236,18 @@ def _load_last(path: Path, device) -> dict:
     return state
 
 
-def set_aside_stale(train_dir: Path, tcfg) -> Path | None:
-    """Moves a run's checkpoints written under an earlier recipe (its records are stale, so `make` runs the cell
-    again) to `<dir>.stale-<old config hash>`, so the current recipe trains afresh instead of the trainer refusing
-    to resume; returns where they went (None if there was nothing stale)."""
+def set_aside_earlier_recipe(train_dir: Path, tcfg) -> Path | None:
+    """A run's checkpoints written under an earlier recipe (its records are stale, so `make` runs the cell again)
+    are set aside as `<dir>.stale-<old config hash>` (relabel.stamped.set_aside_stale), so the current recipe trains
+    afresh instead of the trainer refusing to resume; returns where they went (None if there was nothing stale).
+    The trainer's own rule decides: it resumes only into an equal config."""
     last = train_dir / "last.pt"
     if not last.exists():
         return None
     saved = _load_last(last, "cpu")["config"]
-    if saved == tcfg.to_dict():
-        return None
-    dest = set_aside(train_dir, config_hash(saved))
-    print(f"{train_dir} was trained under an earlier recipe: moved to {dest.name}, training afresh", flush=True)
-    return dest
+    moved = set_aside_stale(train_dir, config_hash(saved), saved == tcfg.to_dict(),
+                            "was trained under an earlier recipe")
+    return moved[0] if moved else None
 
 
 def default_device(info: DistInfo) -> torch.device:
