@@ -36,6 +36,7 @@ from timm.scheduler import CosineLRScheduler
 from torch.utils.data import DataLoader
 from relabel.progress import bar as progress_bar
 
+from relabel.checkpoint import misfit
 from relabel.configs import ConfigError, StrictConfig
 from relabel import hardware
 from relabel.dist import DistInfo, agree, init_distributed
@@ -183,16 +184,13 @@ def create_model(cfg: TrainConfig) -> nn.Module:
 
 def load_backbone(model: nn.Module, state: dict) -> None:
     """Loads a pretrained state dict into `model`, keeping `model`'s own classifier if the shapes differ."""
+    cls_name = model.default_cfg.get("classifier", "fc") if hasattr(model, "default_cfg") else "fc"
+    why = misfit(model, state, head=cls_name)  # the classifier may differ in shape or be absent
+    if why:
+        raise ValueError(f"checkpoint does not fit {type(model).__name__}: {why}; wrong architecture?")
     own = model.state_dict()
     head = {k for k in state if k in own and own[k].shape != state[k].shape}
-    cls_name = model.default_cfg.get("classifier", "fc") if hasattr(model, "default_cfg") else "fc"
-    if any(not k.startswith(cls_name + ".") for k in head):
-        raise ValueError(f"checkpoint does not fit {type(model).__name__}: shape mismatch in "
-                         f"{sorted(k for k in head if not k.startswith(cls_name + '.'))[:3]}; wrong architecture?")
-    missing, unexpected = model.load_state_dict({k: v for k, v in state.items() if k not in head}, strict=False)
-    if unexpected or set(missing) - {k for k in own if k.startswith(cls_name + ".")}:
-        raise ValueError(f"checkpoint does not fit {type(model).__name__}: missing {list(missing)[:3]}, "
-                         f"unexpected {list(unexpected)[:3]}; wrong architecture?")
+    model.load_state_dict({k: v for k, v in state.items() if k not in head}, strict=False)
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
