@@ -29,8 +29,9 @@ from relabel.costs import model_stats
 from relabel.data import ensure_world, world_test_sets
 from relabel.data.readers import class_folders, list_class_folders, read_voc_boxes
 from relabel.loader import Sample, TrainSet
+from relabel.official_maps import import_official
 from relabel.records import config_hash, file_sha256, write_json_atomic
-from relabel.store import LabelMapStore, dataset_fingerprint, file_sizes, import_official
+from relabel.store import LabelMapStore, dataset_fingerprint, file_sizes
 from relabel.train import set_aside_earlier_recipe, train, train_transform_for
 
 
