@@ -35,7 +35,8 @@ def main(argv=None) -> int:
     from pretrain import artifacts as A
     from pretrain.config import ARCHS, get_config, target_config
     from relabel.records import git_state
-    from relabel.train import cpu_class, create_model
+    from relabel.hardware import cpu_class
+    from relabel.train import create_model
     if a.arch not in ARCHS:
         ap.error(f"unknown architecture {a.arch}; known: {', '.join(ARCHS)}")
     unknown = [n for n in a.evaluators if n not in E.NAMES]

@@ -269,7 +269,7 @@ def main(argv=None) -> int:
     import timm
     from timm.data import ImageDataset, create_loader, create_transform
     from relabel.loader import IMAGENET_MEAN, IMAGENET_STD, Sample, TrainSet, load_rgb, train_transform
-    from relabel.train import cpu_class
+    from relabel.hardware import cpu_class
 
     data = runs_root() / "bench" / f"loader-v{DATA_VERSION}-{n}{'-small' if a.quick else ''}"
     t0 = time.perf_counter()

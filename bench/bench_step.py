@@ -45,7 +45,8 @@ def _synthetic_step(tcfg):
     """The model's own training step on a synthetic batch, as relabel.train.train builds it (channels-last, the
     recipe's optimizer, bf16 autocast where the recipe and CPU use it), and the model."""
     from timm.optim import create_optimizer_v2
-    from relabel.train import cpu_bf16_enabled, create_model
+    from relabel.hardware import cpu_bf16_enabled
+    from relabel.train import create_model
     model = create_model(tcfg).to(memory_format=torch.channels_last).train()
     opt = create_optimizer_v2(model, tcfg.optimizer, lr=tcfg.lr, weight_decay=tcfg.weight_decay,
                               momentum=tcfg.momentum)
@@ -106,7 +107,8 @@ def main(argv=None) -> int:
     from pretrain.config import ARCHS, get_config, target_config
     from relabel.configs import ConfigError
     from relabel.loader import TrainSet
-    from relabel.train import cpu_bf16_enabled, cpu_class, train_transform_for
+    from relabel.hardware import cpu_bf16_enabled, cpu_class
+    from relabel.train import train_transform_for
     unknown = [m for m in a.models if m != "annotator" and m not in ARCHS]
     if unknown:
         ap.error(f"unknown model {', '.join(unknown)}; known: {', '.join([*ARCHS, 'annotator'])}")

@@ -21,7 +21,7 @@ from multilabel_coco.data import CocoSplit, read_split
 from multilabel_coco.metrics import mean_average_precision
 from relabel import outcomes as O
 from multilabel_coco.oracle import build_oracle_store
-from relabel import launch
+from relabel import launch, stamped
 from relabel.annotate import annotate, whole_image_transform
 from relabel.metrics import predict
 from relabel.data.readers import list_class_folders
@@ -50,7 +50,7 @@ def _experiment_checkpoint(experiment: str, scale: str, seed: int) -> Path:
     """A launcher experiment's model.safetensors, trained first if missing (locked: jobs may share it)."""
     # Its own lock file: the experiment may lock model.safetensors itself (pretrain's annotator does), and a
     # second flock on one file from the same process would wait forever.
-    with launch.artifact_lock(launch.checkpoint_path(experiment, scale, seed).parent / "ensure_checkpoint"):
+    with stamped.artifact_lock(launch.checkpoint_path(experiment, scale, seed).parent / "ensure_checkpoint"):
         return launch.ensure_checkpoint(experiment, scale, seed)
 
 
@@ -111,7 +111,7 @@ def annotator_samples(cfg: MultiLabelConfig, train_split: CocoSplit) -> tuple[Pa
 
 def annotator_checkpoint(cfg: MultiLabelConfig, train_split: CocoSplit) -> Path:
     """The mini multi-label annotator's checkpoint, fine-tuned here when missing — and again when its recipe or its
-    init's recipe changed (the old checkpoint and training folder set aside as `.stale-<hash>`; relabel.launch's
+    init's recipe changed (the old checkpoint and training folder set aside as `.stale-<hash>`; relabel.stamped's
     artifact policy, which also sets aside one without an identity stamp)."""
     from relabel.checkpoint import read_meta, save_model
     from relabel.records import config_hash
@@ -133,7 +133,7 @@ def annotator_checkpoint(cfg: MultiLabelConfig, train_split: CocoSplit) -> Path:
                        num_classes=tcfg.num_classes, extra={"train_wall_s": res.wall_s, "init": str(init),
                                                             "train": tcfg.to_dict(), "config_hash": want})
 
-    return launch.artifact(ckpt, {"recipe": want}, build, collective=True, companions=(ckpt.parent / "train",))
+    return stamped.artifact(ckpt, {"recipe": want}, build, collective=True, companions=(ckpt.parent / "train",))
 
 
 def annotator_file(cfg: MultiLabelConfig, train_split: CocoSplit) -> Path:
@@ -185,7 +185,7 @@ def machine_store(cfg: MultiLabelConfig, split: CocoSplit) -> tuple[LabelMapStor
         if is_main():
             write_json_atomic(path / "annotation.json", {**st, "annotator": ckpt_path, "annotator_sha256": sha})
 
-    launch.artifact(path, ident, build, ready=lambda: _complete(path), collective=True)
+    stamped.artifact(path, ident, build, ready=lambda: _complete(path), collective=True)
     store = LabelMapStore.open(path, dataset_paths=list(split.paths), dataset_sizes=file_sizes(split.root, split.paths),
                                class_names=list(split.class_names))
     if tuple(store.meta.grid) != tuple(cfg.map_grid):
@@ -200,8 +200,8 @@ def oracle_store(cfg: MultiLabelConfig, split: CocoSplit) -> tuple[LabelMapStore
     k = min(cfg.oracle_k, split.num_classes)
     path = _root(cfg) / "stores" / f"oracle-{h}x{w}-k{k}"
     ident = {"oracle": "instance masks", "grid": [h, w], "k": k, "dataset": dataset_fingerprint(list(split.paths))}
-    launch.artifact(path, ident, lambda: build_oracle_store(split, path, grid=cfg.map_grid, k=cfg.oracle_k),
-                    ready=lambda: _complete(path))
+    stamped.artifact(path, ident, lambda: build_oracle_store(split, path, grid=cfg.map_grid, k=cfg.oracle_k),
+                     ready=lambda: _complete(path))
     store = LabelMapStore.open(path, dataset_paths=list(split.paths), dataset_sizes=file_sizes(split.root, split.paths),
                                class_names=list(split.class_names))
     return store, json.loads((path / "annotation.json").read_text())

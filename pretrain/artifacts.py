@@ -21,7 +21,7 @@ import torch
 
 from pretrain import oracle
 from pretrain.config import ANNOTATORS, annotator_config
-from relabel import dist, launch
+from relabel import dist, launch, stamped
 from relabel import evaluators as E
 from relabel.annotate import annotate
 from relabel.checkpoint import CheckpointError, load_model, read_meta, save_model
@@ -29,9 +29,10 @@ from relabel.costs import model_stats
 from relabel.data import ensure_world, world_test_sets
 from relabel.data.readers import class_folders, list_class_folders, read_voc_boxes
 from relabel.loader import Sample, TrainSet
+from relabel.official_maps import import_official
 from relabel.records import config_hash, file_sha256, write_json_atomic
-from relabel.store import LabelMapStore, dataset_fingerprint, file_sizes, import_official
-from relabel.train import set_aside_stale, train, train_transform_for
+from relabel.store import LabelMapStore, dataset_fingerprint, file_sizes
+from relabel.train import set_aside_earlier_recipe, train, train_transform_for
 
 
 @functools.lru_cache(maxsize=None)
@@ -146,7 +147,7 @@ def annotator_checkpoint(cfg, name: str = "default") -> Path:
         samples = [Sample(f"{split}/{s.path}", s.label) for split in a.train_splits
                    for s in _samples(root / split, data_roots(cfg).classes)]
         ds = TrainSet(root, samples, train_transform_for(a.train), seed=0, cache=cfg.cache_images)
-        set_aside_stale(wd / "train", a.train)
+        set_aside_earlier_recipe(wd / "train", a.train)
         res = train(a.train, ds, wd / "train", workers=cfg.workers)
         if dist.is_main():
             save_model(res.model, ckpt, arch=a.train.model, model_kwargs=a.train.model_kwargs,
@@ -155,14 +156,14 @@ def annotator_checkpoint(cfg, name: str = "default") -> Path:
 
     # another recipe's annotator is set aside with its training folder and retrained; its label artifacts carry
     # the recipe hash in their names (_annotator_tag), so they are made anew too
-    launch.artifact(ckpt, annotator_identity(cfg, name), build, collective=pub is None,
-                    companions=(wd / "train",))
+    stamped.artifact(ckpt, annotator_identity(cfg, name), build, collective=pub is None,
+                     companions=(wd / "train",))
     # the same folder is the workdir of the `annotator/<name>` experiment (Fig. 4, Table 10's init), which the
     # launcher judges by its recipe stamp: stamp it too, or run_job / ensure_checkpoint would set this current
     # annotator aside as unstamped and train it again (its recipe is its training config)
     recipe = annotator_recipe(cfg, name)
     if dist.is_main() and launch.stamped_recipe(wd) != config_hash(recipe):
-        launch.write_stamp(wd / launch.RECIPE_STAMP, recipe)
+        stamped.write_stamp(wd / launch.RECIPE_STAMP, recipe)
     return ckpt
 
 
@@ -342,15 +343,15 @@ def _store_of(cfg, root: Path, paths: list[str], dtype: str, k: int, annotator_n
         if job is not None and dist.is_main():
             write_json_atomic(base / "annotation.json", job)
 
-    launch.artifact(base, ident, build_base, ready=lambda: _complete(base),
-                    collective=not official and annotator_name != "oracle")
+    stamped.artifact(base, ident, build_base, ready=lambda: _complete(base),
+                     collective=not official and annotator_name != "oracle")
     seconds = json.loads((base / "annotation.json").read_text()).get("seconds", 0.0)
     if (dtype, k) == ("float32", kb):
         return _open(base, root, paths), seconds
     path = _store_path(cfg, dtype, k, annotator_name, tag)
-    launch.artifact(path, {**ident, "dtype": dtype, "k": k},
-                    lambda: derive_store(_open(base, root, paths), path, dtype, k, root, paths),
-                    ready=lambda: _complete(path))
+    stamped.artifact(path, {**ident, "dtype": dtype, "k": k},
+                     lambda: derive_store(_open(base, root, paths), path, dtype, k, root, paths),
+                     ready=lambda: _complete(path))
     return _open(path, root, paths), seconds
 
 
@@ -416,8 +417,8 @@ def extra_subset(cfg, annotator_name: str = "default") -> tuple[list[Sample], fl
     # the extra images are identified by their class folders (listing every file of ImageNet-21K here would cost
     # minutes; the store they are read from fingerprints every path)
     folders = [p.name for p in class_folders(root)]
-    launch.artifact(out, {"annotator": annotator_identity(cfg, annotator_name), "per_class": cfg.extra_per_class,
-                          "extra_folders": config_hash({"folders": folders})}, build, collective=True)
+    stamped.artifact(out, {"annotator": annotator_identity(cfg, annotator_name), "per_class": cfg.extra_per_class,
+                           "extra_folders": config_hash({"folders": folders})}, build, collective=True)
     seconds = annotation_job(cfg, annotator_name, "extra").get("seconds", 0.0)
     return [Sample(p, int(c)) for p, c in json.loads(out.read_text())["images"]], seconds
 
@@ -463,10 +464,10 @@ def clean_list(cfg) -> set[str]:
         tmp.write_text("\n".join(keep) + "\n")
         tmp.replace(out)
 
-    launch.artifact(out, {"annotator": annotator_identity(cfg, "default"), "k": _base_k(cfg),
-                          "dataset": dataset_fingerprint([x.path for x in samples]),
-                          "labels": config_hash({"labels": [int(x.label) for x in samples]})},
-                    build, collective=True)
+    stamped.artifact(out, {"annotator": annotator_identity(cfg, "default"), "k": _base_k(cfg),
+                           "dataset": dataset_fingerprint([x.path for x in samples]),
+                           "labels": config_hash({"labels": [int(x.label) for x in samples]})},
+                     build, collective=True)
     return {l for l in out.read_text().splitlines() if l}
 
 

@@ -18,13 +18,13 @@ from pretrain import artifacts as A
 from pretrain.analysis import label_confidence
 from pretrain.config import ARCHS, ROWS, annotator_config, get_config, target_config
 from relabel import evaluators as E
-from relabel import launch
+from relabel import launch, stamped
 from relabel.checkpoint import load_model, save_model
 from relabel.costs import model_stats, training_cost
 from relabel.data.stats import crop_iou_stats
 from relabel.loader import TrainSet
 from relabel.records import config_hash, file_sha256, make_record
-from relabel.train import TrainConfig, set_aside_stale, train, train_transform_for
+from relabel.train import TrainConfig, set_aside_earlier_recipe, train, train_transform_for
 
 # Evaluators a target experiment can write records for: the paper's evaluator units (relabel.evaluators.NAMES, in
 # UNIT_MODULES order), plus the training cost.
@@ -85,7 +85,7 @@ def run_target(ctx, arch: str, row: str) -> None:
         teacher, teacher_size, teacher_gflops = A.teacher(cfg, spec.teacher)
     rows = store.rows([s.path for s in samples]) if store is not None else None
     ds = TrainSet(root, samples, train_transform_for(tcfg), ctx.seed, rows=rows, cache=cfg.cache_images)
-    set_aside_stale(ctx.workdir / "train", tcfg)
+    set_aside_earlier_recipe(ctx.workdir / "train", tcfg)
     res = train(tcfg, ds, ctx.workdir / "train", store=store, teacher=teacher, teacher_input_size=teacher_size,
                 workers=cfg.workers)
     if ctx.main_rank:
@@ -130,13 +130,14 @@ def _crop_label_store(cfg, spec, tcfg):
 
     def build():
         from relabel.dist import init_distributed
-        from relabel.train import cpu_bf16_enabled, default_device
+        from relabel.hardware import cpu_bf16_enabled
+        from relabel.train import default_device
         dev = default_device(init_distributed())  # rank 0 alone labels every crop (the others wait)
         model = A.teacher(cfg, spec.annotator)[0].to(dev)
         build_crop_store(path, model, root, paths, sizes, crops=crops, k=k, num_classes=tcfg.num_classes,
                          input_size=size, crop_scale=tcfg.crop_scale, hflip=tcfg.hflip,
                          amp=dev.type == "cuda" or (tcfg.amp_cpu and cpu_bf16_enabled()))  # as KD's teacher
-    launch.artifact(path, ident, build, ready=lambda: (path / "meta.json").is_file())
+    stamped.artifact(path, ident, build, ready=lambda: (path / "meta.json").is_file())
     store = CropLabelStore.open(path, dataset_paths=paths, dataset_sizes=sizes)
     return store, store.meta["job"]["seconds"], store.meta["job"]["crops"], lambda: A.teacher(cfg, spec.annotator)[2]
 

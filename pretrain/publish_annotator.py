@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     from relabel import evaluators as E
     from relabel.checkpoint import load_model, read_meta
     from relabel.records import config_hash, file_sha256, git_state, write_json_atomic
-    from relabel.train import cpu_bf16_enabled, cpu_class
+    from relabel.hardware import cpu_bf16_enabled, cpu_class
     sys.stdout.reconfigure(line_buffering=True)
     cfg = get_config("mini")
     a = cfg.annotator

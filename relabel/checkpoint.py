@@ -201,6 +201,29 @@ def _infer_resnet(state: dict) -> str | None:
     return _RESNETS.get((tuple(blocks), "layer1.0.conv3.weight" in state))
 
 
+def misfit(model: nn.Module, state_dict: dict, *, head: str | tuple | None = None) -> str | None:
+    """Why `state_dict` does not fit `model`, in a few words for a one-sentence error (None: it fits exactly): the
+    shapes that differ first (the first named with both shapes), else the keys the model has and the state lacks,
+    else the keys the state has and the model lacks. `head`: the classifier's module name(s), whose weights may
+    differ in shape or be absent (fine-tuning with a new classifier); a key the model lacks never fits. The one
+    check behind every loader: checkpoints of ours, `.pth` files, fine-tuning inits and transfer backbones."""
+    heads = (head,) if isinstance(head, str) else tuple(head or ())
+    own = model.state_dict()
+
+    def free(k: str) -> bool:
+        return any(k.startswith(h + ".") for h in heads)
+    shapes = [k for k in own if k in state_dict and own[k].shape != state_dict[k].shape and not free(k)]
+    if shapes:
+        k = shapes[0]
+        return (f"shape mismatch in {shapes[:3]}: {k} is {tuple(state_dict[k].shape)} in the weights, "
+                f"{tuple(own[k].shape)} in the model")
+    missing = sorted(k for k in own.keys() - state_dict.keys() if not free(k))
+    if missing:
+        return f"missing {missing[:3]}"
+    unexpected = sorted(state_dict.keys() - own.keys())
+    return f"unexpected {unexpected[:3]}" if unexpected else None
+
+
 def _build(arch: str, state: dict, kwargs: dict, path: Path) -> tuple[nn.Module, int]:
     """The timm model with the checkpoint's class count, loaded strictly; one-sentence errors on mismatch."""
     with torch.device("meta"):  # only its head's name and default class count: no memory, no init (L2: 480M)
@@ -210,13 +233,9 @@ def _build(arch: str, state: dict, kwargs: dict, path: Path) -> tuple[nn.Module,
     w = state.get(f"{head}.weight")
     num_classes = int(w.shape[0]) if w is not None and w.ndim == 2 else probe.num_classes
     model = timm.create_model(arch, pretrained=False, num_classes=num_classes, **kwargs)
-    own = model.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
-    if missing or unexpected or shapes:
-        what = (f"missing {missing[:2]}" if missing else f"unexpected {unexpected[:2]}" if unexpected
-                else f"shape of {shapes[0]} is {tuple(state[shapes[0]].shape)}, not {tuple(own[shapes[0]].shape)}")
-        raise CheckpointError(f"{path} does not fit timm '{arch}' with {num_classes} classes ({what}); "
+    why = misfit(model, state)
+    if why:
+        raise CheckpointError(f"{path} does not fit timm '{arch}' with {num_classes} classes ({why}); "
                               f"pass the --arch (and model kwargs) it was trained with.")
     model.load_state_dict(state)
     return model, num_classes

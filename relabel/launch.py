@@ -6,26 +6,20 @@ a config at a scale; its run function receives a `RunContext` (scale, seed, whic
 where to write records and files) and appends one record per evaluator with `relabel.records.append`. Runs must be
 resumable: a run killed half-way and started again continues from its own checkpoints in `ctx.workdir`.
 
-Shared artifacts (the mini world, an annotator, label-map stores, imports, the clean list, the extra subset, COCO
-maps, checkpoints) are all made by one primitive, `artifact()`: build under a lock, stamped with the identity of
-*all* its inputs, a stale one set aside (`set_aside`), written atomically, and rank-aware under `torchrun` (the
-process group exists before any lock; rank 0 takes the locks; rank 0 alone builds while the others wait at a
-barrier, except collective builders — DDP training, sharded annotation — which every rank enters).
+The job runner builds on relabel.stamped, the artifact primitive every shared file goes through (lock, identity
+stamp, the one stale-work policy, atomic write): a job's workdir is its artifact, stamped inside with the
+experiment's recipe (`recipe.json`), its files of an earlier recipe set aside before the run.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import importlib
-import json
-import os
-import platform
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 from relabel import records as R
+from relabel import stamped
+from relabel.stamped import as_stored as _as_stored
 
 # The modules that register experiments, named exactly: `discover()` imports each, and a missing or misspelt one
 # raises. eval_real/ and robustness/ register none: their tables read the evaluator records of pretrain's targets.
@@ -192,7 +186,7 @@ def run_job(job: Job, scale: str, records_path: Path, registry: dict) -> None:
     takes the job lock (a second driver asking for the same run waits, then resumes it), sets aside the files of
     an earlier recipe and stamps the workdir with the current one *before* the run, so a killed run resumes only
     into work of its own recipe. The workdir is the job's artifact, stamped inside (`recipe.json`) because its lock
-    lives there too; the policy is `artifact()`'s."""
+    lives there too; the stale policy is relabel.stamped.set_aside_stale, as for every artifact."""
     from relabel import dist
     exp = registry[job.experiment]
     unknown = job.evaluators - exp.evaluators
@@ -203,31 +197,26 @@ def run_job(job: Job, scale: str, records_path: Path, registry: dict) -> None:
     wd = workdir(job.experiment, scale, job.seed)
     wd.mkdir(parents=True, exist_ok=True)
     recipe = _recipe(exp, scale, job.seed)
-    with artifact_lock(wd / "job"):
+    with stamped.artifact_lock(wd / "job"):
         # Two drivers on one checkout (two `make`s at once): the second waited here while the first ran this job;
         # the records it wrote are the job's, so the second runs only the evaluators still missing, or nothing.
-        todo = _agree(sorted(job.evaluators - recorded_evaluators(exp, scale, job.seed, records_path))
-                      if _main() and job.evaluators else sorted(job.evaluators))
+        todo = stamped.agree(sorted(job.evaluators - recorded_evaluators(exp, scale, job.seed, records_path))
+                             if stamped.main_rank() and job.evaluators else sorted(job.evaluators))
         if job.evaluators and not todo:
-            if _main():
+            if stamped.main_rank():
                 print(f"{job.experiment} seed {job.seed}: {records_path} already holds its records at this recipe "
                       "(an earlier run, or one that finished while this waited for its lock); skipping", flush=True)
             return
         job = Job(job.experiment, job.seed, frozenset(todo), job.registered)
-        if _main():
-            if recipe is not None:
-                want, stamped = R.config_hash(portable(recipe)), stamped_recipe(wd)
-                if stamped != want:
-                    old = [p for p in wd.iterdir() if not p.name.endswith(".lock") and ".stale-" not in p.name]
-                    for p in old:  # the files of the earlier recipe, kept beside as `<name>.stale-<hash>`
-                        set_aside(p, stamped or UNSTAMPED)
-                    if old:
-                        what = f"an earlier recipe ({stamped})" if stamped else "no recipe stamp"
-                        print(f"{wd} held files of {what}: set aside, running afresh", flush=True)
-                    write_stamp(wd / RECIPE_STAMP, portable(recipe))
-        _barrier()
+        if stamped.main_rank() and recipe is not None:
+            want, found = R.config_hash(portable(recipe)), stamped_recipe(wd)
+            what = f"an earlier recipe ({found})" if found else "no recipe stamp"
+            stamped.set_aside_stale(wd, found, found == want, f"held files of {what}", contents=True)
+            if found != want:
+                stamped.write_stamp(wd / RECIPE_STAMP, portable(recipe))
+        stamped.barrier()
         exp.run(RunContext(job.experiment, scale, job.seed, job.evaluators, records_path, wd, recipe))
-        _barrier()
+        stamped.barrier()
 
 
 def recorded_evaluators(exp: "Experiment", scale: str, seed: int, records_path: Path) -> set:
@@ -240,17 +229,9 @@ def recorded_evaluators(exp: "Experiment", scale: str, seed: int, records_path: 
 
 
 # A run's workdir says which recipe its files (checkpoints, model.safetensors) were made under, so a later recipe
-# never silently reuses them: run_job sets a stale workdir's files aside (`set_aside`), ensure_checkpoint retrains.
+# never silently reuses them: run_job sets a stale workdir's files aside (relabel.stamped.set_aside_stale; an
+# unstamped workdir's too), ensure_checkpoint retrains.
 RECIPE_STAMP = "recipe.json"
-# The one policy for an artifact without a stamp (made before stamps, or by hand): never trusted — set aside as
-# `<name>.stale-unstamped` and made again. (Before, three policies coexisted: taken as is, judged by the trainer's
-# last.pt, set aside.)
-UNSTAMPED = "unstamped"
-
-
-def _as_stored(recipe: dict) -> dict:
-    return json.loads(json.dumps(recipe))  # tuples → lists, as a record stores it
-
 
 # Where this machine keeps the data is not part of a recipe (the recipe names its dataset, e.g. 'mini-v1-seed0/coco'):
 # records keep these paths as provenance, but a record is judged, and a workdir stamped, without them, so committed
@@ -292,20 +273,7 @@ def experiment_recipe_hash(experiment_id: str, scale: str, seed: int) -> str | N
 
 def stamped_recipe(wd: Path) -> str | None:
     """The recipe hash a workdir's files were made under (None: no stamp, made before stamps existed)."""
-    return read_stamp(Path(wd) / RECIPE_STAMP)
-
-
-def set_aside(path: str | os.PathLike, tag: str) -> Path:
-    """Moves a file or folder made under another config to `<path>.stale-<tag>` beside it (replacing an older one
-    of that tag), so the current config starts afresh without deleting the old work; returns where it went."""
-    path = Path(path)
-    dest = path.with_name(f"{path.name}.stale-{tag}")
-    if dest.is_dir():
-        shutil.rmtree(dest)
-    elif dest.exists():
-        dest.unlink()
-    path.rename(dest)
-    return dest
+    return stamped.read_stamp(Path(wd) / RECIPE_STAMP)
 
 
 def checkpoint_path(experiment_id: str, scale: str, seed: int) -> Path:
@@ -326,114 +294,12 @@ def ensure_checkpoint(experiment_id: str, scale: str, seed: int) -> Path:
         raise KeyError(f"experiment '{experiment_id}' is not registered, so its checkpoint cannot be made")
     want = recipe_hash(exp, scale, seed)
     # (a recipe that cannot be computed here cannot judge the file: an existing one is taken)
-    current = _agree(path.exists() and (want is None or stamped_recipe(path.parent) == want))
+    current = stamped.agree(path.exists() and (want is None or stamped_recipe(path.parent) == want))
     if not current:
         run_job(Job(experiment_id, seed, frozenset(), True), scale, R.default_records_path(scale), registry)
     if not path.exists():
         raise RuntimeError(f"experiment '{experiment_id}' ran but left no checkpoint at {path}")
     return path
-
-
-# --- the artifact primitive ------------------------------------------------------------------------------------
-
-STAMP_SUFFIX = ".identity.json"
-_SOLO = [0]  # > 0 while this process (rank 0) builds an artifact alone: nested artifacts need no collectives
-
-
-def _main() -> bool:
-    from relabel import dist
-    return _SOLO[0] > 0 or dist.is_main()
-
-
-def _barrier() -> None:
-    if not _SOLO[0]:
-        from relabel import dist
-        dist.barrier()
-
-
-def _agree(value):
-    if _SOLO[0]:
-        return value
-    from relabel import dist
-    return dist.agree(value)
-
-
-def stamp_path(path: str | os.PathLike) -> Path:
-    """Where an artifact's identity stamp lives: `<path>.identity.json`, beside it (moved aside with it)."""
-    return Path(str(path) + STAMP_SUFFIX)
-
-
-def read_stamp(stamp: Path) -> str | None:
-    """The identity hash in a stamp file (None: no stamp)."""
-    return json.loads(stamp.read_text())["hash"] if stamp.is_file() else None
-
-
-def write_stamp(stamp: Path, identity: dict) -> str:
-    ident = _as_stored(identity)
-    h = R.config_hash(ident)
-    R.write_json_atomic(stamp, {"hash": h, "identity": ident})
-    return h
-
-
-def artifact(path: str | os.PathLike, identity: dict | None, build: Callable[[], None], *,
-             ready: Callable[[], bool] | None = None, collective: bool = False, companions: Iterable = (),
-             lock: str | os.PathLike | None = None, log: Callable[[str], None] | None = None) -> Path:
-    """Makes the shared artifact `path` once per identity and returns it; every artifact goes through here.
-
-    identity: everything the artifact is made from, JSON-able (the annotator's checkpoint sha256 or release
-      fingerprint, dtype, k, the dataset's fingerprint; a training recipe's hash). Stamped beside the artifact as
-      `<path>.identity.json` *before* the build, so a killed resumable build (annotation, import, training) resumes
-      only into work of the same identity. None: the path's own name is its identity (the mini world is named by
-      its generator version, seed and knobs) and nothing is stamped.
-    build(): writes `path` atomically (or resumably). `ready()` says whether it is complete (default: it exists).
-    Staleness, one policy: a stamp of another identity → the artifact, its `companions` (e.g. the training folder
-      it came from) and the stamp are set aside as `.stale-<old hash>`; an artifact *without* a stamp is set aside
-      as `.stale-unstamped` — nothing unstamped is trusted. Then it is built afresh.
-    torchrun: rank 0 takes the lock and decides; every rank gets its decision (one broadcast). collective=False:
-      rank 0 builds alone while the others wait at a barrier (nested artifacts inside need no collectives);
-      collective=True (DDP training, sharded annotation): every rank calls build(), rank 0 holding the lock, and
-      only rank 0 should write the files that are not shards.
-    """
-    path = Path(path)
-    ready = ready or path.exists
-    say = log or (lambda m: print(m, flush=True))
-    if collective and _SOLO[0]:
-        raise RuntimeError(f"{path}: a collective build (all ranks) cannot run inside a build of rank 0 alone; make "
-                           "the outer artifact collective")
-    from relabel import dist
-    dist.init_distributed()  # the process group before any lock (a no-op outside torchrun)
-    with artifact_lock(lock if lock is not None else path):
-        todo = False
-        if _main():
-            if identity is not None:
-                _set_aside_if_stale(path, identity, companions, say)
-            todo = not ready()
-            if todo and identity is not None:
-                write_stamp(stamp_path(path), identity)
-        if _agree(todo):
-            if collective:
-                build()
-            elif _main():
-                _SOLO[0] += 1
-                try:
-                    build()
-                finally:
-                    _SOLO[0] -= 1
-        _barrier()
-    return path
-
-
-def _set_aside_if_stale(path: Path, identity: dict, companions: Iterable, say: Callable[[str], None]) -> None:
-    stamp = stamp_path(path)
-    got, want = read_stamp(stamp), R.config_hash(_as_stored(identity))
-    if got == want or (got is None and not any(Path(p).exists() for p in (path, *companions))):
-        return
-    tag = got or UNSTAMPED
-    for p in (path, *companions, stamp):
-        if Path(p).exists():
-            set_aside(p, tag)
-    say(f"{path} was made {'from other inputs (' + got + ')' if got else 'without an identity stamp'}: "
-        f"set aside as .stale-{tag}, making it afresh")
 
 
 def user_errors() -> tuple:
@@ -446,41 +312,3 @@ def user_errors() -> tuple:
     from relabel.store import LabelStoreError
     return (FileNotFoundError, BadImageError, CheckpointError, ConfigError, LabelStoreError, UnknownClassFolder,
             FloatingPointError)
-
-
-@contextlib.contextmanager
-def artifact_lock(path: str | os.PathLike):
-    """Exclusive lock (`<path>.lock`) for making a shared artifact that several jobs may need. Under torchrun only
-    rank 0 takes it (the other ranks wait for rank 0 at the next collective, never on the file), so a rank never
-    sits on a lock its peers need to finish a collective."""
-    if not _main():
-        yield
-        return
-    lock = Path(str(path) + ".lock")
-    try:
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)  # never truncated before it is ours: it names the holder
-    except OSError as e:
-        raise LockUnavailable(f"cannot open the lock {lock} ({e.strerror}): {lock.parent} must be writable, since "
-                              f"the lock there keeps two processes from making the same thing at once; make it "
-                              f"writable or point RELABEL_RUNS / RELABEL_DATA elsewhere") from None
-    with os.fdopen(fd, "r+") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = f.read().strip() or "another process"
-            print(f"waiting for {lock}, held by {holder}", flush=True)
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()} on host {platform.node()}\n")
-        f.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-class LockUnavailable(FileNotFoundError):
-    """A lock that cannot be taken because its folder is read-only: one sentence naming the folder (a user error,
-    caught with FileNotFoundError by the drivers)."""

@@ -8,6 +8,7 @@ whatever the number of loader workers, and under `torchrun` each rank takes its 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -218,3 +219,62 @@ class ResumableSampler(Sampler):
 
     def __len__(self) -> int:
         return (self.batches_per_epoch - self.start_batch) * (self.batch_size // self.world)
+
+
+# a logging interval whose data wait exceeds this fraction of its steps warns (once a run)
+DATA_WAIT_WARN = 0.10
+
+
+class DataWait:
+    """How long the training loop waits for the loader: per batch, the time `next()` blocks (the data wait) and
+    the time from one batch's request to the next (the step, data wait included), summed per logging interval
+    and over the run. The first interval (worker start-up) never warns; a later one whose wait exceeds
+    DATA_WAIT_WARN of its step time warns once a run, where the loader can hold a device back: loader workers that
+    run beside the step, or an accelerator that idles while the batch is made. In-process loading on a CPU
+    (workers=0, every mini run) makes the batch and then the step on the same cores: its wait is part of the work,
+    not a stall another setting would remove, so it never warns; its fraction is recorded all the same."""
+
+    def __init__(self, workers: int, device: torch.device | None = None):
+        self.workers, self.total_s = workers, 0.0
+        self.can_hold_back = workers > 0 or (device is not None and device.type != "cpu")
+        self._wait = self._step = 0.0
+        self._n, self._intervals, self._warned = 0, 0, False
+
+    def timed(self, batches):
+        it, last, wait = iter(batches), None, 0.0
+        while True:
+            t0 = time.perf_counter()
+            if last is not None:  # the previous step is over: its wait and its whole time count together
+                self._step += t0 - last
+                self._wait += wait
+                self._n += 1
+            try:
+                b = next(it)
+            except StopIteration:
+                return
+            wait, last = time.perf_counter() - t0, t0
+            self.total_s += wait
+            yield b
+
+    def interval(self) -> tuple[float, float]:
+        """(data wait, step time) in ms per step since the last call; the current step counts in the next."""
+        n = max(self._n, 1)
+        out = (1000.0 * self._wait / n, 1000.0 * self._step / n) if self._n else (0.0, 0.0)
+        self._wait = self._step = 0.0
+        self._n = 0
+        self._intervals += 1
+        return out
+
+    def warn(self, wait_ms: float, step_ms: float) -> bool:
+        if (not self.can_hold_back or self._warned or self._intervals < 2 or step_ms <= 0
+                or wait_ms <= DATA_WAIT_WARN * step_ms):
+            return False
+        self._warned = True
+        return True
+
+    def warning(self, wait_ms: float, step_ms: float) -> str:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return (f"warning: the input pipeline holds the training back: {wait_ms:.0f} ms of each {step_ms:.0f} ms "
+                f"step ({100 * wait_ms / step_ms:.0f}%) waiting for data, with {self.workers} loader workers on "
+                f"{cores} cores{' (loading in the training process)' if not self.workers else ''}; more loader workers "
+                "(--set workers=N) on free cores would feed it faster")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-import platform
 import random
 import time
 from dataclasses import dataclass, field
@@ -37,11 +36,13 @@ from timm.scheduler import CosineLRScheduler
 from torch.utils.data import DataLoader
 from relabel.progress import bar as progress_bar
 
+from relabel.checkpoint import misfit
 from relabel.configs import ConfigError, StrictConfig
+from relabel import hardware
 from relabel.dist import DistInfo, agree, init_distributed
-from relabel.launch import set_aside
 from relabel.records import config_hash
-from relabel.loader import ResumableSampler, TrainSet, _mix, train_transform
+from relabel.stamped import set_aside_stale
+from relabel.loader import DataWait, ResumableSampler, TrainSet, _mix, train_transform
 from relabel.transforms import Pending
 from relabel import labels as label_sources
 # what the label-source modules define, under the names sections and tests have imported from the trainer
@@ -183,16 +184,13 @@ def create_model(cfg: TrainConfig) -> nn.Module:
 
 def load_backbone(model: nn.Module, state: dict) -> None:
     """Loads a pretrained state dict into `model`, keeping `model`'s own classifier if the shapes differ."""
+    cls_name = model.default_cfg.get("classifier", "fc") if hasattr(model, "default_cfg") else "fc"
+    why = misfit(model, state, head=cls_name)  # the classifier may differ in shape or be absent
+    if why:
+        raise ValueError(f"checkpoint does not fit {type(model).__name__}: {why}; wrong architecture?")
     own = model.state_dict()
     head = {k for k in state if k in own and own[k].shape != state[k].shape}
-    cls_name = model.default_cfg.get("classifier", "fc") if hasattr(model, "default_cfg") else "fc"
-    if any(not k.startswith(cls_name + ".") for k in head):
-        raise ValueError(f"checkpoint does not fit {type(model).__name__}: shape mismatch in "
-                         f"{sorted(k for k in head if not k.startswith(cls_name + '.'))[:3]}; wrong architecture?")
-    missing, unexpected = model.load_state_dict({k: v for k, v in state.items() if k not in head}, strict=False)
-    if unexpected or set(missing) - {k for k in own if k.startswith(cls_name + ".")}:
-        raise ValueError(f"checkpoint does not fit {type(model).__name__}: missing {list(missing)[:3]}, "
-                         f"unexpected {list(unexpected)[:3]}; wrong architecture?")
+    model.load_state_dict({k: v for k, v in state.items() if k not in head}, strict=False)
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -236,94 +234,18 @@ def _load_last(path: Path, device) -> dict:
     return state
 
 
-def set_aside_stale(train_dir: Path, tcfg) -> Path | None:
-    """Moves a run's checkpoints written under an earlier recipe (its records are stale, so `make` runs the cell
-    again) to `<dir>.stale-<old config hash>`, so the current recipe trains afresh instead of the trainer refusing
-    to resume; returns where they went (None if there was nothing stale)."""
+def set_aside_earlier_recipe(train_dir: Path, tcfg) -> Path | None:
+    """A run's checkpoints written under an earlier recipe (its records are stale, so `make` runs the cell again)
+    are set aside as `<dir>.stale-<old config hash>` (relabel.stamped.set_aside_stale), so the current recipe trains
+    afresh instead of the trainer refusing to resume; returns where they went (None if there was nothing stale).
+    The trainer's own rule decides: it resumes only into an equal config."""
     last = train_dir / "last.pt"
     if not last.exists():
         return None
     saved = _load_last(last, "cpu")["config"]
-    if saved == tcfg.to_dict():
-        return None
-    dest = set_aside(train_dir, config_hash(saved))
-    print(f"{train_dir} was trained under an earlier recipe: moved to {dest.name}, training afresh", flush=True)
-    return dest
-
-
-# oneDNN's ISA levels below AVX512_CORE_BF16: a cap (ONEDNN_MAX_CPU_ISA, or its older name DNNL_MAX_CPU_ISA) among
-# them makes oneDNN emulate bf16, as a CPU without bf16 instructions does; other values (higher levels, DEFAULT,
-# unknown ones) leave bf16 to the hardware, as oneDNN does. AVX2_VNNI_2's AVX-NE-CONVERT only converts bf16 to fp32
-# and back (no bf16 dot product), so it counts as no bf16 here (whether bf16 would still save memory traffic there
-# is not measured).
-_ONEDNN_NO_BF16_ISAS = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
-                                  "AVX512_CORE_VNNI"})
-_X86 = ("x86_64", "amd64", "i386", "i686", "x86")
-
-
-def cpu_bf16_native() -> bool:
-    """Whether this CPU computes bf16 in hardware: AVX512-BF16 or AMX on x86 (the CPU's own flags, through
-    torch.cpu), with oneDNN allowed to use them (no ONEDNN_MAX_CPU_ISA cap below AVX512_CORE_BF16).
-
-    oneDNN's own check (`torch.ops.mkldnn._is_mkldnn_bf16_supported`) is true on *every* AVX-512 CPU, where it
-    emulates bf16: on a Skylake-to-Ice-Lake-class core (emulated here with ONEDNN_MAX_CPU_ISA=AVX512_CORE) bf16
-    autocast made the mini ResNet-50 step 1.7x slower than fp32 (232 vs 138 ms, issue 17). Off x86 (Arm) and with
-    a torch too old to report the flags, oneDNN's check stays the test (not measured there)."""
-    try:
-        onednn = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-    flags = [getattr(torch.cpu, f, None) for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    hardware = None if None in flags else any(bool(f()) for f in flags)
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA", "")
-    return _bf16_in_hardware(onednn, hardware, platform.machine(), cap)
-
-
-def _bf16_in_hardware(onednn: bool, hardware: bool | None, machine: str, onednn_max_isa: str) -> bool:
-    """cpu_bf16_native's rule: on x86, oneDNN's check, the CPU's AVX512-BF16/AMX flags and no oneDNN ISA cap below
-    AVX512_CORE_BF16; off x86, or where torch cannot report the flags (hardware None), oneDNN's check alone."""
-    if hardware is None or machine.lower() not in _X86:
-        return onednn
-    return onednn and hardware and onednn_max_isa.strip().upper() not in _ONEDNN_NO_BF16_ISAS
-
-
-CPU_BF16_ENV = "RELABEL_CPU_BF16"  # auto (default) | 0: never | 1: always (emulated where not native: slow)
-
-
-def cpu_bf16_enabled() -> bool:
-    """Whether a recipe with `amp_cpu` trains in bf16 autocast on this CPU: where the CPU computes bf16 natively,
-    unless RELABEL_CPU_BF16=0 (e.g. to time the fp32 path every AVX2 laptop takes); RELABEL_CPU_BF16=1 forces it."""
-    mode = os.environ.get(CPU_BF16_ENV, "auto").strip().lower()
-    if mode not in ("auto", "0", "1"):
-        raise ConfigError(f"{CPU_BF16_ENV} must be auto, 0 or 1, got '{mode}'")
-    return cpu_bf16_native() if mode == "auto" else mode == "1"
-
-
-def cpu_class() -> str:
-    """The CPU class the mini timings depend on: 'bf16-native' (AVX512-BF16 / AMX: the mini recipe trains in bf16)
-    or the vector ISA PyTorch dispatches to ('AVX2', 'AVX512' without bf16, 'DEFAULT' ...: fp32), as
-    torch.backends.cpu.get_cpu_capability() reports it. To emulate an AVX2 laptop on a bf16 machine:
-    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2; an AVX-512 CPU without bf16 (Skylake to Ice Lake):
-    ONEDNN_MAX_CPU_ISA=AVX512_CORE ATEN_CPU_CAPABILITY=avx512."""
-    return "bf16-native" if cpu_bf16_native() else torch.backends.cpu.get_cpu_capability()
-
-
-def keep_freed_memory() -> bool:
-    """Makes glibc's malloc keep freed memory for reuse instead of returning it to the OS (CPU training only).
-
-    PyTorch's CPU allocator has no cache: every activation and gradient is a fresh malloc, and glibc serves ones
-    above its mmap threshold (128 KB at first) with new pages that fault in on first touch. Raising the mmap and
-    trim thresholds (to glibc's 32 MB maximum) lets freed blocks be reused, with bit-identical results: on one
-    core a mini ResNet-50 forward/backward measured alone went from ~54-63 to ~50-53 ms, a whole training step with
-    its data ~5% faster (three interleaved pairs of 300-step runs). A no-op (False) where the C library is not glibc.
-    """
-    import ctypes
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-        return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
-    except (OSError, AttributeError):
-        return False
+    moved = set_aside_stale(train_dir, config_hash(saved), saved == tcfg.to_dict(),
+                            "was trained under an earlier recipe")
+    return moved[0] if moved else None
 
 
 def default_device(info: DistInfo) -> torch.device:
@@ -390,7 +312,6 @@ class TrainResult:
 
 
 FINISH_ON = ("auto", "loader", "device")
-DATA_WAIT_WARN = 0.10  # a logging interval whose data wait exceeds this fraction of its steps warns (once a run)
 
 
 def finish_on_device(finish_on: str, device: torch.device) -> bool:
@@ -420,12 +341,12 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
     """
     info = init_distributed()
     device = device or default_device(info)
-    amp = device.type == "cuda" or (cfg.amp_cpu and cpu_bf16_enabled())
+    amp = device.type == "cuda" or (cfg.amp_cpu and hardware.cpu_bf16_enabled())
     source = label_sources.make_source(cfg, store=store, teacher=teacher, teacher_input_size=teacher_input_size,
                                        amp=amp)
     train_set = source.dataset(train_set)
     if device.type == "cpu":
-        keep_freed_memory()
+        hardware.keep_freed_memory()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     ckpt_path = workdir / "last.pt"
@@ -473,7 +394,7 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
     collate = source.collate(transform, finish=not on_device)
     model.train()
     t_start = time.time()
-    waits = _DataWait(workers, device)
+    waits = DataWait(workers, device)
     last_save = time.monotonic()
     while step < total:
         epoch, start = divmod(step, spe)
@@ -541,58 +462,3 @@ def train(cfg: TrainConfig, train_set: TrainSet, workdir: str | os.PathLike, *, 
     bar.close()
     wall += time.time() - t_start
     return TrainResult(model.eval(), step, wall, step * cfg.batch_size, teacher_fw, data_wait + waits.total_s)
-
-
-class _DataWait:
-    """How long the training loop waits for the loader: per batch, the time `next()` blocks (the data wait) and
-    the time from one batch's request to the next (the step, data wait included), summed per logging interval
-    and over the run. The first interval (worker start-up) never warns; a later one whose wait exceeds
-    DATA_WAIT_WARN of its step time warns once a run, where the loader can hold a device back: loader workers that
-    run beside the step, or an accelerator that idles while the batch is made. In-process loading on a CPU
-    (workers=0, every mini run) makes the batch and then the step on the same cores: its wait is part of the work,
-    not a stall another setting would remove, so it never warns; its fraction is recorded all the same."""
-
-    def __init__(self, workers: int, device: torch.device | None = None):
-        self.workers, self.total_s = workers, 0.0
-        self.can_hold_back = workers > 0 or (device is not None and device.type != "cpu")
-        self._wait = self._step = 0.0
-        self._n, self._intervals, self._warned = 0, 0, False
-
-    def timed(self, batches):
-        it, last, wait = iter(batches), None, 0.0
-        while True:
-            t0 = time.perf_counter()
-            if last is not None:  # the previous step is over: its wait and its whole time count together
-                self._step += t0 - last
-                self._wait += wait
-                self._n += 1
-            try:
-                b = next(it)
-            except StopIteration:
-                return
-            wait, last = time.perf_counter() - t0, t0
-            self.total_s += wait
-            yield b
-
-    def interval(self) -> tuple[float, float]:
-        """(data wait, step time) in ms per step since the last call; the current step counts in the next."""
-        n = max(self._n, 1)
-        out = (1000.0 * self._wait / n, 1000.0 * self._step / n) if self._n else (0.0, 0.0)
-        self._wait = self._step = 0.0
-        self._n = 0
-        self._intervals += 1
-        return out
-
-    def warn(self, wait_ms: float, step_ms: float) -> bool:
-        if (not self.can_hold_back or self._warned or self._intervals < 2 or step_ms <= 0
-                or wait_ms <= DATA_WAIT_WARN * step_ms):
-            return False
-        self._warned = True
-        return True
-
-    def warning(self, wait_ms: float, step_ms: float) -> str:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        return (f"warning: the input pipeline holds the training back: {wait_ms:.0f} ms of each {step_ms:.0f} ms "
-                f"step ({100 * wait_ms / step_ms:.0f}%) waiting for data, with {self.workers} loader workers on "
-                f"{cores} cores{' (loading in the training process)' if not self.workers else ''}; more loader workers "
-                "(--set workers=N) on free cores would feed it faster")

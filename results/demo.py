@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
     from relabel.configs import ConfigError
-    from relabel.train import cpu_bf16_enabled, cpu_class
+    from relabel.hardware import cpu_bf16_enabled, cpu_class
     try:
         shown = make.parse_seeds(a.seeds)  # the tables show every recorded seed unless --seeds names some
         seeds = shown or make.DEFAULT_SEEDS

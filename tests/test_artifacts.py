@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from relabel import launch
+from relabel import launch, stamped
 from relabel import records as R
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,7 +24,7 @@ _JOB = textwrap.dedent('''
     from pathlib import Path
     import torch
     import torch.distributed as dist
-    from relabel import launch
+    from relabel import launch, stamped
     from relabel import records as R
     from relabel.dist import init_distributed
 
@@ -51,8 +51,8 @@ _JOB = textwrap.dedent('''
                 (out / "sharded.txt").write_text("done")
 
         for _ in range(2):  # asked twice: built once
-            launch.artifact(out / "shared.txt", {"inputs": 1}, build_shared)
-            launch.artifact(out / "sharded.txt", {"inputs": 1}, build_sharded, collective=True)
+            stamped.artifact(out / "shared.txt", {"inputs": 1}, build_shared)
+            stamped.artifact(out / "sharded.txt", {"inputs": 1}, build_sharded, collective=True)
         assert (out / "shared.txt").read_text() == "made once"  # every rank sees it after the barrier
         ctx.append(R.make_record(experiment=ctx.experiment, evaluator="val", metrics={"written_by_rank": rank},
                                  config={"train": ctx.recipe}, scale=ctx.scale, seed=ctx.seed,
@@ -105,17 +105,17 @@ def test_an_artifact_is_rebuilt_when_its_inputs_change_and_an_unstamped_one_is_n
             (path / "data").write_text(text)
         return make
 
-    launch.artifact(path, {"annotator": "A"}, build("A"), log=lambda m: None)
-    launch.artifact(path, {"annotator": "A"}, build("A again"), log=lambda m: None)
+    stamped.artifact(path, {"annotator": "A"}, build("A"), log=lambda m: None)
+    stamped.artifact(path, {"annotator": "A"}, build("A again"), log=lambda m: None)
     assert calls == ["A"]  # same inputs: reused
-    launch.artifact(path, {"annotator": "B"}, build("B"), log=lambda m: None)
+    stamped.artifact(path, {"annotator": "B"}, build("B"), log=lambda m: None)
     old = R.config_hash({"annotator": "A"})
     assert calls == ["A", "B"] and (path / "data").read_text() == "B"
     assert (tmp_path / f"store.stale-{old}" / "data").read_text() == "A"  # kept beside, with its stamp
     assert json.loads((tmp_path / f"store.identity.json.stale-{old}").read_text())["identity"] == {"annotator": "A"}
     # made before stamps (or by hand): set aside, made again
     (tmp_path / "store.identity.json").unlink()
-    launch.artifact(path, {"annotator": "B"}, build("B2"), log=lambda m: None)
+    stamped.artifact(path, {"annotator": "B"}, build("B2"), log=lambda m: None)
     assert calls == ["A", "B", "B2"] and (tmp_path / "store.stale-unstamped" / "data").read_text() == "B"
 
 

@@ -7,7 +7,7 @@ import timm
 import torch
 import torchvision
 
-from relabel.checkpoint import CheckpointError, load_checkpoint, load_model, save_model
+from relabel.checkpoint import CheckpointError, load_checkpoint, load_model, misfit, save_model
 
 
 def _same_outputs(a, b, size=64):
@@ -47,6 +47,26 @@ def test_safetensors_round_trip_keeps_architecture(tmp_path):
     assert ck.num_classes == 7 and ck.extra == {"seed": 2} and len(ck.sha256) == 64
     assert _same_outputs(ck.model, model, 32)
     assert _same_outputs(load_model(tmp_path / "m.safetensors"), model, 32)
+
+
+def test_misfit_says_why_a_state_dict_does_not_fit():
+    """The one fit check behind every loader: shapes first (the first with both shapes), then missing, then
+    unexpected keys; a classifier named as `head` may differ in shape or be absent, an unexpected key never fits."""
+    kw = {"layers": (1, 1, 1, 1), "channels": (8, 8, 16, 16), "stem_width": 8}
+    model = timm.create_model("resnet18", num_classes=7, **kw)
+    sd = model.state_dict()
+    assert misfit(model, sd) is None
+    narrow = timm.create_model("resnet18", num_classes=7, **{**kw, "channels": (4, 8, 16, 16)}).state_dict()
+    assert misfit(model, narrow) == ("shape mismatch in ['layer1.0.conv1.weight', 'layer1.0.bn1.weight', "
+                                     "'layer1.0.bn1.bias']: layer1.0.conv1.weight is (4, 64, 3, 3) in the weights, "
+                                     "(8, 64, 3, 3) in the model")
+    assert misfit(model, {k: v for k, v in sd.items() if k != "fc.bias"}) == "missing ['fc.bias']"
+    assert misfit(model, {**sd, "extra.weight": sd["fc.bias"]}) == "unexpected ['extra.weight']"
+    other_head = timm.create_model("resnet18", num_classes=3, **kw).state_dict()
+    assert misfit(model, other_head).startswith("shape mismatch in ['fc.weight', 'fc.bias']")
+    assert misfit(model, other_head, head="fc") is None
+    assert misfit(model, {k: v for k, v in sd.items() if not k.startswith("fc.")}, head="fc") is None
+    assert misfit(model, {**sd, "fc.extra": sd["fc.bias"]}, head="fc") == "unexpected ['fc.extra']"
 
 
 def test_clear_errors_for_checkpoints_that_do_not_fit(tmp_path):

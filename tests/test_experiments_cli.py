@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from relabel import launch
+from relabel import launch, stamped
 from relabel import records as R
 from relabel import configs
 from results import make, tables as T
@@ -94,7 +94,7 @@ def nothing_runs(monkeypatch, tmp_path):
     def refuse(*a, **k):
         raise AssertionError("--list ran or built something")
     monkeypatch.setattr(launch, "run_job", refuse)
-    monkeypatch.setattr(launch, "artifact", refuse)
+    monkeypatch.setattr(stamped, "artifact", refuse)
     monkeypatch.setenv("RELABEL_DATA", str(tmp_path / "data"))  # a world would be generated here
     yield
     assert not (tmp_path / "data").exists()

@@ -25,7 +25,7 @@ from relabel.checkpoint import save_model
 from relabel.data import fakefull as F
 from relabel.data.readers import list_int_folders, read_real_labels, read_shankar, read_voc_boxes, val_index
 from relabel.evaluators.roots import timm_info
-from relabel.store import import_official
+from relabel.official_maps import import_official
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_KW = {"layers": (1, 1, 1, 1), "channels": (8, 8, 16, 16), "stem_width": 8}

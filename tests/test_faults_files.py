@@ -34,7 +34,8 @@ from relabel.checkpoint import CheckpointError, load_checkpoint, save_model
 from relabel.data.fakefull import make_fake_full
 from relabel.data.readers import list_class_folders
 from relabel.loader import BadImageError, Sample, TrainSet, train_transform
-from relabel.store import LabelMapStore, LabelStoreError, import_official
+from relabel.official_maps import import_official
+from relabel.store import LabelMapStore, LabelStoreError
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(layers=(1, 1, 1, 1), channels=(8, 8, 16, 16), stem_width=8)
@@ -479,7 +480,7 @@ def test_sparse_store_on_a_full_disk_is_refused_when_reopened_not_a_bus_error(ti
 
 
 def test_tiny_disk_refuses_an_official_export_before_writing(tiny_disk, tmp_path):
-    from relabel.store import export_official
+    from relabel.official_maps import export_official
     w = LabelMapStore.create(tmp_path / "store", [f"n0/{i}.JPEG" for i in range(600)], num_classes=10, k=2,
                              grid=(3, 3))
     w.write(np.arange(600), np.ones((600, 2, 3, 3)), np.tile(np.arange(2)[None, :, None, None], (600, 1, 3, 3)))

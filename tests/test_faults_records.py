@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from relabel import launch, records as R
+from relabel import launch, records as R, stamped
 from relabel import configs
 from results import make
 
@@ -106,7 +106,7 @@ def test_an_append_never_repeats_a_record_and_the_renderer_refuses_a_file_that_d
 STAND_IN = f"""
 import os, sys, time
 sys.path.insert(0, {str(ROOT)!r})
-from relabel import launch, records as R
+from relabel import launch, records as R, stamped
 
 def run(ctx):  # stands in for a training run: slow, then one record per evaluator
     print("RUNNING", flush=True)
@@ -149,7 +149,7 @@ def test_a_second_make_waits_for_the_cell_the_first_runs_then_skips_it(tmp_path,
     out = tmp_path / "rendered"
     wd = launch.workdir(CELL, "mini", 0)
     wd.mkdir(parents=True)
-    with launch.artifact_lock(wd / "job"):
+    with stamped.artifact_lock(wd / "job"):
         second = _make(tmp_path, "second", "fig2", "--set", "epochs=1", "--out", str(out), "--jobs", "1")
         _wait_for(second, "waiting for")
         log = second.log.read_text()
@@ -245,8 +245,8 @@ def test_a_complete_world_in_a_read_only_root_is_read_without_a_lock(tmp_path, m
 def test_a_lock_in_an_unwritable_folder_is_one_sentence_naming_it(tmp_path):
     blocker = tmp_path / "runs"
     blocker.write_text("a file where a folder should be")  # mkdir fails there, as in a read-only folder
-    with pytest.raises(launch.LockUnavailable) as e:
-        with launch.artifact_lock(blocker / "mini" / "job"):
+    with pytest.raises(stamped.LockUnavailable) as e:
+        with stamped.artifact_lock(blocker / "mini" / "job"):
             pass
     assert "must be writable" in str(e.value) and str(blocker / "mini") in str(e.value)
     assert isinstance(e.value, launch.user_errors())  # the drivers print it as one sentence

@@ -1,5 +1,6 @@
-"""The shape of the house: no import circle among the repo's own modules, sections that import only the core, and a
-launcher that names its section modules exactly.
+"""The shape of the house: no import circle among the repo's own modules, sections that import only the core, a
+launcher that names its section modules exactly, a core that builds artifacts without the job runner, and modules
+of a few hundred lines.
 
 The import graph is read from the source (ast), with imports inside functions as edges too: an import moved into
 a function to dodge a cycle still closes it here.
@@ -18,6 +19,18 @@ RESULTS = "results"
 # What results/ may import of the sections today: the pretraining recipe that `--set key=value` is checked against
 # (results.make.set_overrides). Everything else it reaches through the launcher's registry, never by import.
 RESULTS_MAY_IMPORT = {"pretrain.config"}
+# The runner side of the core: the experiment registry and job runner. Every other core module builds its artifacts
+# with relabel.stamped (lock, identity stamp, the one stale policy, atomic write) and never imports the runner; the
+# sections and results/ register and run experiments, so they may import it, but not for artifact use.
+RUNNER_SIDE = {"relabel.launch"}
+# STYLE.md: modules of a few hundred lines. The files still over MAX_LINES, each with the cap it may not grow past
+# and why it is still long; a file trimmed under MAX_LINES leaves this list.
+MAX_LINES = 500
+OVER_MAX_LINES = {
+    "results/claims.py": (511, "the ledger's claims, one entry per paper claim, and their verdict rules"),
+    "tests/test_faults_files.py": (503, "one fault test per user-visible file failure (disk full, torn, unsafe)"),
+    "pretrain/artifacts.py": (502, "every pretraining artifact's identity and build (annotator, stores, lists)"),
+}
 
 
 def modules(root: Path, packages) -> dict[str, Path]:
@@ -175,3 +188,48 @@ def test_a_misspelt_or_missing_section_module_fails_loudly(monkeypatch, name):
     with pytest.raises(ModuleNotFoundError) as err:
         launch.discover()
     assert err.value.name in (name, name.split(".")[0])  # the module named, not something inside it
+
+
+def test_no_core_module_imports_the_job_runner():
+    """relabel.launch is the registry and job runner; the artifact primitive lives in relabel.stamped. A core module
+    that needs a lock, a stamp or the stale policy imports that, so the core never depends on the runner."""
+    graph = import_graph(ROOT, (CORE, *SECTIONS, RESULTS))
+    bad = [f"{a}: {', '.join(graph[a][b])}" for a in sorted(graph) if a.split(".")[0] == CORE
+           and a not in RUNNER_SIDE for b in graph[a] if b in RUNNER_SIDE]
+    assert not bad, "core modules import the job runner (use relabel.stamped for artifacts):\n" + "\n".join(bad)
+
+
+def test_no_one_reaches_the_artifact_primitive_through_the_runner():
+    """The sections and results/ may import relabel.launch to register and run experiments, but a lock, a stamp, an
+    artifact or the stale policy comes from relabel.stamped by its own name, never as `launch.<name>`."""
+    from relabel import stamped
+    primitive = {n for n in vars(stamped) if not n.startswith("_") and getattr(vars(stamped)[n], "__module__", "")
+                 == stamped.__name__} | {"STAMP_SUFFIX", "UNSTAMPED", "ON_STALE"}
+    bad = []
+    for path in _python_files():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "launch"
+                    and node.attr in primitive):
+                bad.append(f"{path.relative_to(ROOT)}:{node.lineno} launch.{node.attr}")
+            elif (isinstance(node, ast.ImportFrom) and node.module == "relabel.launch"
+                  and any(a.name in primitive for a in node.names)):
+                bad.append(f"{path.relative_to(ROOT)}:{node.lineno} from relabel.launch import ...")
+    assert primitive >= {"artifact", "artifact_lock", "set_aside_stale", "write_stamp", "StaleWorkError"}
+    assert not bad, "artifact primitives reached through relabel.launch:\n" + "\n".join(bad)
+
+
+def _python_files() -> list[Path]:
+    """Every .py file of the repository: its folders, not hidden ones (.venv, .git) nor run outputs (runs/)."""
+    return sorted(p for p in ROOT.rglob("*.py") if not any(part.startswith(".") or part in ("runs", "__pycache__")
+                                                          for part in p.relative_to(ROOT).parts[:-1]))
+
+
+def test_no_python_file_is_over_max_lines():
+    lines = {p.relative_to(ROOT).as_posix(): len(p.read_text().splitlines()) for p in _python_files()}
+    assert "relabel/train.py" in lines and "tests/test_house.py" in lines  # the walk sees the repository
+    over = {f: n for f, n in lines.items() if n > OVER_MAX_LINES.get(f, (MAX_LINES,))[0]}
+    assert not over, (f"over {MAX_LINES} lines (or past the cap in OVER_MAX_LINES): {over}; split the module by "
+                      "its jobs (STYLE.md: modules of a few hundred lines)")
+    trimmed = sorted(f for f in OVER_MAX_LINES if lines.get(f, 0) <= MAX_LINES)
+    assert not trimmed, f"{trimmed} are no longer over {MAX_LINES} lines (or gone): take them out of OVER_MAX_LINES"

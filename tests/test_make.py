@@ -195,8 +195,8 @@ def test_a_checkpoint_of_an_earlier_recipe_is_set_aside_and_made_again(isolated_
     old = R.config_hash({"lr": 0.1})
     assert (path.parent / f"model.safetensors.stale-{old}").read_text() == "lr=0.1"  # kept, not deleted
 
-    # made before stamps existed (or by hand): set aside as .stale-unstamped and made again (relabel.launch.artifact's
-    # one policy for every artifact)
+    # made before stamps existed (or by hand): set aside as .stale-unstamped and made again (relabel.stamped's one
+    # stale policy for every artifact)
     (path.parent / launch.RECIPE_STAMP).unlink()
     launch.ensure_checkpoint(exp, "mini", 0)
     assert calls == [0, 0, 0] and launch.stamped_recipe(path.parent) == R.config_hash({"lr": 0.2})

@@ -244,11 +244,11 @@ def test_a_run_trained_under_an_earlier_recipe_is_set_aside(tmp_path):
                          batch_size=8, max_steps=1, warmup_epochs=0.0, color_jitter=0.0)
     ds = TrainSet(tmp_path / "data", samples, TR.train_transform_for(old), seed=0)
     TR.train(old, ds, tmp_path / "wd" / "train", progress=False)
-    assert X.set_aside_stale(tmp_path / "wd" / "train", old) is None  # same recipe: resumed, not moved
+    assert X.set_aside_earlier_recipe(tmp_path / "wd" / "train", old) is None  # same recipe: resumed, not moved
     new = old.replace(lr=0.05)
     with pytest.raises(RuntimeError, match="another config"):
         TR.train(new, ds, tmp_path / "wd" / "train", progress=False)
-    moved = X.set_aside_stale(tmp_path / "wd" / "train", new)
+    moved = X.set_aside_earlier_recipe(tmp_path / "wd" / "train", new)
     assert moved.name.startswith("train.stale-") and (moved / "last.pt").exists()
     assert TR.train(new, ds, tmp_path / "wd" / "train", progress=False).steps == 1
 

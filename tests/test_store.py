@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from relabel.store import (LabelMapStore, LabelStoreError, LabelStoreMismatch, _SetCodec, class_list_hash,
-                           export_official, import_official, official_name)
+from relabel.official_maps import export_official, import_official, official_name
+from relabel.store import LabelMapStore, LabelStoreError, LabelStoreMismatch, _SetCodec, class_list_hash
 
 K, GRID, C = 5, (15, 15), 1000
 

@@ -10,7 +10,7 @@ from PIL import Image
 from torch.utils.data import default_collate
 
 from relabel import train as TR
-from relabel.loader import ResumableSampler, Sample, TrainSet, train_transform
+from relabel.loader import DataWait, ResumableSampler, Sample, TrainSet, train_transform
 from relabel.pooling import relabel_target
 from relabel.store import LabelMapStore
 
@@ -173,7 +173,7 @@ def test_finish_on_the_device_trains_the_same_model_and_the_wait_is_reported(tmp
 def test_a_loader_that_holds_the_step_back_warns_once(monkeypatch):
     clock = iter(range(10**6))
     monkeypatch.setattr(TR.time, "perf_counter", lambda: float(next(clock)))
-    waits = TR._DataWait(workers=3)
+    waits = DataWait(workers=3)
     it = waits.timed(range(40))
     msgs = []
     for i, _ in enumerate(it):  # each next() takes 1 tick of wait; each step 2 ticks in all (1 waiting)
@@ -192,7 +192,7 @@ def test_in_process_loading_on_a_cpu_never_warns_but_a_gpu_or_workers_do(monkeyp
     def run(workers, device):
         clock = iter(range(10**6))
         monkeypatch.setattr(TR.time, "perf_counter", lambda: float(next(clock)))
-        waits = TR._DataWait(workers, device)
+        waits = DataWait(workers, device)
         warned = 0
         for i, _ in enumerate(waits.timed(range(40))):  # half of every step waits for data
             if i % 10 == 9:

@@ -158,9 +158,9 @@ def test_torchvision_reader_takes_file_lists_and_slices_a_holdout(tmp_path, monk
 def _stamp_current(ckpt, experiment_id: str) -> None:
     """Stamps a checkpoint's workdir with the experiment's current recipe, as its run would have (an unstamped
     checkpoint is never trusted: ensure_checkpoint would train the real one)."""
-    from relabel import launch
+    from relabel import launch, stamped
     exp = launch.discover()[experiment_id]
-    launch.write_stamp(ckpt.parent / launch.RECIPE_STAMP, exp.recipe("mini", 0))
+    stamped.write_stamp(ckpt.parent / launch.RECIPE_STAMP, exp.recipe("mini", 0))
 
 
 def test_launcher_run_writes_a_grid_record_that_fills_table8(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from relabel.checkpoint import CheckpointError
 from relabel.configs import add_set_argument, parse_overrides  # its ConfigError is a ValueError: printed by main
-from transfer.workdir import StaleWorkdirError
+from relabel.stamped import StaleWorkError
 
 
 def main(argv=None) -> int:
@@ -41,7 +41,7 @@ def main(argv=None) -> int:
             from transfer.detection import get_config, run_detection
             cfg = get_config(a.scale, a.detector, **parse_overrides(a.set))
             metrics = run_detection(cfg, a.backbone, out, a.seed).metrics
-    except (CheckpointError, FileNotFoundError, ValueError, StaleWorkdirError, FloatingPointError) as e:
+    except (CheckpointError, FileNotFoundError, ValueError, StaleWorkError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(metrics, indent=1))

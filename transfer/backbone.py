@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file
 
-from relabel.checkpoint import CheckpointError, read_meta
+from relabel.checkpoint import CheckpointError, misfit, read_meta
 from relabel.records import file_sha256
 
 
@@ -64,12 +64,8 @@ def open_backbone(path: str | os.PathLike, expect_arch: str | None = None) -> Ba
     bb = Backbone(path, arch, dict(meta.get("model_kwargs", {})), int(meta.get("num_classes", 0)), state,
                   file_sha256(path))
     with torch.device("meta"):  # shapes only: cheap even for a full-size model
-        own = bb.create(num_classes=bb.num_classes).state_dict()
-    bad = sorted(k for k in own.keys() & state.keys() if own[k].shape != state[k].shape)
-    missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
-    if bad or missing or unexpected:
-        what = (f"shape mismatch in {bad[:3]}" if bad else f"missing {missing[:3]}" if missing
-                else f"unexpected {unexpected[:3]}")
+        why = misfit(bb.create(num_classes=bb.num_classes), state)
+    if why:
         raise CheckpointError(f"{path} does not fit the timm '{arch}' {bb.model_kwargs} named in its own metadata "
-                              f"({what}); the file is damaged or was saved with the wrong arch/model_kwargs.")
+                              f"({why}); the file is damaged or was saved with the wrong arch/model_kwargs.")
     return bb

@@ -307,12 +307,12 @@ def run_detection(cfg: DetectionConfig, backbone: str | os.PathLike, workdir: st
                   quiet: bool = False, on_stale: str = "refuse") -> DetectionResult:
     """Trains (or resumes) the detector and evaluates its final weights on val with mmdet's CocoMetric.
     `quiet`: no progress lines and mmengine at WARNING (tests). A work dir of another config or backbone is
-    refused, or with on_stale='set_aside' moved aside (transfer/workdir.py)."""
+    refused, or with on_stale='set_aside' moved aside (relabel.stamped.set_aside_stale)."""
     from mmengine.runner import Runner
 
-    from relabel.records import file_sha256
+    from relabel.records import config_hash, file_sha256
+    from relabel.stamped import set_aside_stale
     from transfer.mm_hooks import TrainWallTimeHook
-    from transfer.workdir import handle_stale
 
     # resuming is only sound with the same config and the same backbone weights (a backbone retrained in place,
     # e.g. under a new pretraining recipe, must not be resumed into)
@@ -321,7 +321,8 @@ def run_detection(cfg: DetectionConfig, backbone: str | os.PathLike, workdir: st
     ours = json.dumps({**cfg.to_dict(), "backbone": str(backbone), "backbone_sha256": file_sha256(backbone),
                        "seed": seed}, sort_keys=True, default=list)
     if stamp.is_file() and stamp.read_text() != ours:
-        handle_stale(work, stamp.read_text(), on_stale, "a detection run")
+        set_aside_stale(work, config_hash({"old": stamp.read_text()}), False,
+                        "holds a detection run with another config or backbone checkpoint", on_stale=on_stale)
     mm = mmdet_config(cfg, backbone, workdir, seed)
     assert Path(mm.work_dir) == work
     # mmengine keeps one Visualizer per name in a process and hands it to the next Runner with that name: a name of

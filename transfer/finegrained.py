@@ -32,12 +32,13 @@ from relabel.data.readers import list_class_folders
 from relabel.store import dataset_fingerprint, file_sizes
 from relabel.metrics import predict, topk_accuracy
 from relabel.loader import EvalSet, Sample, TrainSet, eval_transform, train_transform
+from relabel.records import config_hash
+from relabel.stamped import set_aside_stale
 from relabel.train import TrainConfig, train
 from relabel.configs import StrictConfig
 from transfer.backbone import Backbone
 from transfer.data import mini_world_dir
 from transfer.grid import grid, grid_search, protocols
-from transfer.workdir import handle_stale
 
 # Table 8 column → (mini world task folder, torchvision class, its split names, extra constructor kwargs).
 # Splits: (fit, holdout or None = slice of fit, test).
@@ -246,7 +247,9 @@ def run_grid(cfg: FineGrainedConfig, bb: Backbone, workdir: str | os.PathLike, s
                  "test_split": test_split} for n, t in tcfgs.items()}
     old = _other_identity(gdir, ident)
     if old is not None:
-        handle_stale(gdir, old, on_stale, "a fine-tuning grid", "config, backbone checkpoint or test split")
+        set_aside_stale(gdir, config_hash({"old": old}), False,
+                        "holds a fine-tuning grid with another config, backbone checkpoint or test split",
+                        on_stale=on_stale)
     gdir.mkdir(parents=True, exist_ok=True)
     wall_total = 0.0
 

@@ -84,7 +84,7 @@ def ensure_world(root: str | Path, seed: int = 0, *, preview: bool = False,
                                f"writable; point RELABEL_DATA at a writable folder (or build it where it can be "
                                f"written: python -m relabel.data --out DIR)")
     root.mkdir(parents=True, exist_ok=True)
-    from relabel.launch import artifact
+    from relabel.stamped import artifact
     built = []
     # The shared-artifact primitive: another process building this world makes this one wait for it; under
     # torchrun rank 0 builds while the others wait. The folder's name and its world.json are its identity, so there
@@ -120,14 +120,13 @@ def _build_locked(root: Path, final: Path, seed: int, cfg: WorldConfig, log: Cal
         log(f"reusing cached mini world {final}")
         return
     if (final / "world.json").is_file():
-        # Built by earlier code (e.g. smaller test sets): never reused. Set aside, not deleted, as every stale
-        # artifact is (relabel.launch.set_aside); the training splits of the new build are the same bytes as long as
+        # Built by earlier code (e.g. smaller test sets): never reused. Set aside, not deleted, as all stale work
+        # is (relabel.stamped.set_aside_stale); the training splits of the new build are the same bytes as long as
         # GENERATOR_VERSION is (world_config.py), so the annotator, stores and checkpoints made from it stay valid.
-        from relabel.launch import set_aside
         from relabel.records import config_hash
-        why = _differences(final, seed, cfg)
-        dest = set_aside(final, config_hash(json.loads((final / "world.json").read_text())))
-        log(f"mini world {final} was built by earlier code ({why}): set aside as {dest.name}, building it afresh")
+        from relabel.stamped import set_aside_stale
+        made = config_hash(json.loads((final / "world.json").read_text()))
+        set_aside_stale(final, made, False, f"was built by earlier code ({_differences(final, seed, cfg)})", say=log)
     elif final.exists():
         raise RuntimeError(f"{final} exists but is not a complete mini world (no world.json); delete it and rerun.")
     _remove_stale_temps(root, final.name)

@@ -21,7 +21,7 @@ from relabel import evaluators as E
 from relabel import records as R
 from relabel.checkpoint import CheckpointError, load_checkpoint
 from relabel.dist import init_distributed, is_main
-from relabel.launch import runs_root
+from relabel.records import runs_root
 
 # Eval protocol when the checkpoint does not store one: mini images (48 px) are seen whole, as the pretraining
 # experiments evaluate them; full scale is ImageNet's Resize 256 + CenterCrop 224.
