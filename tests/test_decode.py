@@ -83,3 +83,14 @@ def test_truncated_jpeg_is_a_bad_image_naming_the_file(tmp_path):
     with pytest.raises(BadImageError) as e:
         load_rgb(p, index=7)
     assert "cut.JPEG" in str(e.value) and "truncated" in str(e.value)
+
+
+def test_files_larger_than_the_read_buffer_and_one_after_another(tmp_path, fast_calls):
+    big = tmp_path / "big.jpg"  # noise at quality 98: several MB, past the 1 MB buffer it starts with
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (1400, 1300, 3), dtype=np.uint8)).save(big, quality=98)
+    small = tmp_path / "small.jpg"
+    Image.fromarray(_texture(seed=2)).save(small, quality=90)
+    assert big.stat().st_size > (1 << 20)
+    for p in (small, big, small, big):  # the buffer grows and is reused; every image is its own file's pixels
+        assert np.array_equal(np.asarray(load_rgb(p)), _pil(p))
+    assert len(fast_calls) == 4
