@@ -57,17 +57,25 @@ class BadImageError(FileNotFoundError):
 # for grayscale): checked over subsampling 4:4:4/4:2:2/4:2:0, baseline and progressive, in tests/test_decode.py. CMYK
 # and YCCK (a few ImageNet train files) differ by one level after PIL's conversion, so they stay with PIL.
 _FAST_JPEG = frozenset({"YCbCr", "Gray"})
+_JPEG_MAGIC = b"\xff\xd8\xff"
 _READ = threading.local()  # a reusable read buffer per thread: a fresh bytes object per file costs ~0.1 ms in page faults
+_KEEP_BUFFER = 64 << 20  # a larger file gets a one-off buffer, so no thread keeps a huge one
 
 
-def _read_whole(path) -> memoryview:
-    """The file's bytes in this thread's reusable buffer (valid until this thread's next call)."""
+def _read_jpeg(path) -> memoryview | None:
+    """A JPEG's bytes in this thread's reusable buffer (valid until this thread's next call); None for any other
+    file (read no further than its first 3 bytes)."""
     with open(path, "rb", buffering=0) as f:
+        if f.read(3) != _JPEG_MAGIC:
+            return None
         need = os.fstat(f.fileno()).st_size + 1  # + 1: a read that fills the buffer means the file grew; read on
         buf = getattr(_READ, "buf", None)
         if buf is None or len(buf) < need:
-            buf = _READ.buf = bytearray(max(need, 1 << 20))
-        view, n = memoryview(buf), 0
+            buf = bytearray(max(need, 1 << 20))
+            if need <= _KEEP_BUFFER:
+                _READ.buf = buf
+        view, n = memoryview(buf), 3
+        view[:3] = _JPEG_MAGIC
         while k := f.readinto(view[n:]):
             n += k
             if n == len(buf):
@@ -84,10 +92,12 @@ def load_rgb(path: str | os.PathLike, index: int | None = None) -> Image.Image:
     ImageNet-like file, issue 27); anything else (PNG, CMYK, a file
     simplejpeg refuses, a truncated one) goes through PIL, which names what is wrong."""
     try:
-        data = _read_whole(path)
-        if data[:3] == b"\xff\xd8\xff":  # a JPEG, whatever its name says
+        data = _read_jpeg(path)  # a JPEG, whatever its name says
+        if data is not None:
             try:
-                if simplejpeg.decode_jpeg_header(data)[2] in _FAST_JPEG:
+                h, w, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+                # a huge image goes to PIL, whose MAX_IMAGE_PIXELS check calls it a decompression bomb
+                if colorspace in _FAST_JPEG and h * w <= (Image.MAX_IMAGE_PIXELS or h * w):
                     return Image.fromarray(simplejpeg.decode_jpeg(data, colorspace="RGB"))
             except ValueError:  # strict: a damaged or unusual JPEG; PIL decides whether it can be read
                 pass

@@ -94,3 +94,12 @@ def test_files_larger_than_the_read_buffer_and_one_after_another(tmp_path, fast_
     for p in (small, big, small, big):  # the buffer grows and is reused; every image is its own file's pixels
         assert np.array_equal(np.asarray(load_rgb(p)), _pil(p))
     assert len(fast_calls) == 4
+
+
+def test_an_image_past_pils_pixel_limit_is_still_a_decompression_bomb(tmp_path, fast_calls, monkeypatch):
+    p = tmp_path / "bomb.JPEG"
+    Image.fromarray(_texture()).save(p, "JPEG", quality=90)  # 97 × 131 = 12,707 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)  # PIL refuses past twice its limit
+    with pytest.raises(BadImageError) as e:
+        load_rgb(p)
+    assert "bomb.JPEG" in str(e.value) and fast_calls == []

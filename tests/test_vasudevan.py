@@ -36,7 +36,7 @@ class GreyLevelModel(Unnormalize):
 
 
 def fake_full_root(root: Path, labels: dict | str | None) -> Path:
-    """val/ with four solid PNGs (ILSVRC2012_val_0000000{1..4}), and vasudevan/imagenet_multilabel.json holding
+    """val/ with four solid PNGs (ILSVRC2012_val_0000000{1..4}), and vasudevan/human_accuracy_v3.0.0.json holding
     `labels` (a dict is written as JSON, a string as is, None: no file)."""
     classes = E.DataRoots.full(root).classes
     for j in range(4):
@@ -46,20 +46,24 @@ def fake_full_root(root: Path, labels: dict | str | None) -> Path:
     if labels is not None:
         (root / "vasudevan").mkdir(exist_ok=True)
         text = labels if isinstance(labels, str) else json.dumps(labels)
-        (root / "vasudevan" / "imagenet_multilabel.json").write_text(text)
+        (root / "vasudevan" / "human_accuracy_v3.0.0.json").write_text(text)
     return root
 
 
 def labels(classes) -> dict:
-    """Image 1: top-1 in correct (hit). Image 2: top-1 only unclear (miss; ImageNet-M counts it right). Image 3:
-    empty correct set (left out). Image 4: top-1 wrong, its correct class given as a wnid (miss; ImageNet-M
-    mistake). Image 99 is not in this val (left out)."""
+    """Vasudevan et al.'s release (Shankar et al.'s schema, wnids, + "imagenet_m"). Val image j + 1 is in class j's
+    folder. Image 1: top-1 in correct (hit in (a) and (b)). Image 2: top-1 only unclear (miss in (a), hit in (b);
+    ImageNet-M counts it right). Image 3: problematic (skipped). Image 4: top-1 wrong (a miss; an ImageNet-M
+    mistake). Image 99 is not in this val, and a non-val name is skipped."""
     v = "ILSVRC2012_val_{:08d}.JPEG".format
-    return {"images": {v(1): {"correct": [PRED[0], 7], "unclear": [], "wrong": []},
-                       v(2): {"correct": [3], "unclear": [PRED[1]], "wrong": []},
-                       v(3): {"correct": [], "unclear": [PRED[2]], "wrong": []},
-                       v(4): {"correct": [classes[20]], "unclear": [], "wrong": [PRED[3]]},
-                       v(99): {"correct": [1], "unclear": [], "wrong": []}},
+    c = [classes[k] for k in range(1000)]
+    return {"initial_annots": {v(1): {"correct": [c[PRED[0]], c[7]], "unclear": [], "wrong": []},
+                               v(2): {"correct": [c[3]], "unclear": [c[PRED[1]]], "wrong": []},
+                               v(3): {"correct": [c[PRED[2]]], "unclear": [], "wrong": []},
+                               v(4): {"correct": [c[20]], "unclear": [], "wrong": [c[PRED[3]]]},
+                               v(99): {"correct": [c[1]], "unclear": [], "wrong": []},
+                               "n01440764_10026.JPEG": {"correct": [c[0]]}},
+            "problematic_images": {v(3): "blurry"},
             "imagenet_m": [v(2), v(4)]}
 
 
@@ -69,12 +73,14 @@ def test_metric_matches_a_hand_computed_answer(tmp_path):
     E.check_data(["vasudevan"], roots)
     res = E.evaluate("vasudevan", GreyLevelModel(), roots, input_size=16, progress=False)
     m = res.metrics
-    # scored: images 1, 2, 4 (3 has no correct label, 99 is not in val); hits: image 1 only
+    # (a): images 1, 2, 4 scored (3 is problematic, 99 not in val), image 1 a hit
     assert m["n_scored"] == 3 and m["top1"] == pytest.approx(100 / 3)
+    # (b): correct | unclear per original class (classes 0, 1, 3: one image each): hits for images 1 and 2
+    assert m["top1_unclear_classavg"] == pytest.approx(200 / 3)
     # ImageNet-M: image 2 (top-1 unclear: right), image 4 (wrong: a major mistake)
     assert m["n_imagenet_m"] == 2 and m["imagenet_m_mistakes"] == 1
     assert m["imagenet_m_acc"] == pytest.approx(50.0) and m["imagenet_m_err"] == pytest.approx(50.0)
-    assert res.dataset["size"] == 3 and res.outcomes["top1"]["n"] == 3
+    assert res.dataset["size"] == 3 and res.outcomes["top1"]["n"] == 3 and res.outcomes["imagenet_m_acc"]["n"] == 2
 
 
 def test_cli_runs_it_at_full_scale_and_writes_a_record(tmp_path, capsys):
@@ -97,18 +103,22 @@ def _one_sentence(text: str) -> None:
     assert "\n" not in text and text.endswith(".") and "Traceback" not in text
 
 
+W = "n01440764"  # a wnid of the 1,000 (class 0)
+V1, V2, V9 = ("ILSVRC2012_val_{:08d}.JPEG".format(i) for i in (1, 2, 9))
+
+
 @pytest.mark.parametrize("content, words", [
-    (None, ["vasudevan/imagenet_multilabel.json", "does not exist", "imagenet_m"]),
+    (None, ["vasudevan/human_accuracy_v3.0.0.json", "does not exist", "imagenet_m"]),
     ("{not json", ["is not JSON"]),
-    ({"images": [], "imagenet_m": []}, ['"images"', '"imagenet_m"']),
-    ({"images": {"ILSVRC2012_val_00000001.JPEG": {"correct": [1000]}}, "imagenet_m": []},
-     ["[1000]", "1000-class list"]),
-    ({"images": {"ILSVRC2012_val_00000001.JPEG": {"correct": [1]}}, "imagenet_m": ["ILSVRC2012_val_00000002.JPEG"]},
-     ["ILSVRC2012_val_00000002.JPEG", "no label sets"]),
-    ({"images": {"ILSVRC2012_val_00000001.JPEG": {"correct": [1]}, "ILSVRC2012_val_00000009.JPEG": {"correct": [1]}},
-      "imagenet_m": ["ILSVRC2012_val_00000009.JPEG"]}, ["ImageNet-M", "not in val", "ILSVRC2012_val_00000009"]),
-], ids=["missing", "not json", "wrong shape", "class outside the list", "imagenet_m without labels",
-        "imagenet_m not in val"])
+    ({"images": {}, "imagenet_m": []}, ['"initial_annots"', "Shankar"]),
+    ({"initial_annots": {V1: {"correct": [W], "unclear": None}}, "imagenet_m": [V1]}, [V1, "not lists"]),
+    ({"initial_annots": {V1: {"correct": ["n99999999"]}}, "imagenet_m": [V1]}, ["n99999999", "class list"]),
+    ({"initial_annots": {V1: {"correct": [W]}}}, ['"imagenet_m"', "Shankar et al.'s original file"]),
+    ({"initial_annots": {V1: {"correct": [W]}}, "imagenet_m": [V2]}, ["ImageNet-M", "no label sets"]),
+    ({"initial_annots": {V1: {"correct": [W]}, V9: {"correct": [W]}}, "imagenet_m": [V9]},
+     ["ImageNet-M", "not in val", "ILSVRC2012_val_00000009"]),
+], ids=["missing", "not json", "wrong shape", "null label set", "class outside the list", "shankar's file",
+        "imagenet_m without labels", "imagenet_m not in val"])
 def test_layout_check_names_a_missing_or_malformed_file_in_one_sentence(tmp_path, content, words):
     roots = E.DataRoots.full(fake_full_root(tmp_path, content), given_by="cli")
     with pytest.raises(E.DatasetMissing) as err:
@@ -142,4 +152,4 @@ def test_unit_is_registered_from_one_line():
     u = E.UNIT_OF["vasudevan"]
     assert "vasudevan" in E.UNIT_MODULES and E.REGISTRY["vasudevan"] is u.evaluators["vasudevan"]
     assert E.SUITES["vasudevan"] == ("vasudevan",) and "vasudevan" in E.LAYOUTS
-    assert "vasudevan/imagenet_multilabel.json" in E.FULL_TREE and "vasudevan/" in E.FULL_FOLDERS
+    assert "vasudevan/human_accuracy_v3.0.0.json" in E.FULL_TREE and "vasudevan/" in E.FULL_FOLDERS

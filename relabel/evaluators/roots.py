@@ -114,7 +114,7 @@ class DataRoots:
             <data_root>/imagenet-a/<wnid>/                 <data_root>/imagenet-c/<corruption>/<1..5>/<wnid>/
             <data_root>/bg_challenge/<variant>/val/...     (+ in_to_in9.json from the backgrounds_challenge repo)
             <data_root>/shankar/human_accuracy_v3.0.0.json (Shankar et al.'s release)
-            <data_root>/vasudevan/imagenet_multilabel.json (Vasudevan et al.'s; docs/evaluators.md has the format)
+            <data_root>/vasudevan/human_accuracy_v3.0.0.json (Vasudevan et al.'s update of Shankar et al.'s file)
         ReaL labels, ImageNet-A indices and the class list come from timm. ImageNet-C is generated on the fly from
         val when `<data_root>/imagenet-c` does not exist (slow at this scale: prefer the pre-rendered release).
         """
@@ -130,7 +130,7 @@ class DataRoots:
             imagenet_a=under("imagenet-a"), imagenet_a_indices=timm_info("imagenet_a_indices.txt"),
             imagenet_c=c_default if c_default is not None and c_default.is_dir() else None,
             imagenet_c_images=None, bgc=under("bg_challenge"),
-            vasudevan_json=under("vasudevan", "imagenet_multilabel.json"), given_by=None)
+            vasudevan_json=under("vasudevan", "human_accuracy_v3.0.0.json"), given_by=None)
         unknown = sorted(set(paths) - set(defaults))
         if unknown:
             raise ValueError(f"unknown DataRoots field(s) {unknown}; valid: {sorted(defaults)}")
