@@ -107,7 +107,9 @@ def set_aside(path: str | os.PathLike, tag: str) -> Path:
 def set_aside_stale(path: str | os.PathLike, found: str | None, current: bool, why: str, *,
                     companions: Iterable = (), contents: bool = False, on_stale: str = "set_aside",
                     say: Callable[[str], None] | None = None) -> list[Path]:
-    """The one stale-work policy: work made from other inputs than the current ones is never reused, never deleted.
+    """The one stale-work policy: work made from other inputs than the current ones is never reused and not deleted
+    but set aside (only an earlier stale copy of the same tag is replaced: of the same inputs, or unstamped too, so
+    the stale copies of one path stay bounded on disk).
 
     path: the work (a file or folder); `companions` go with it (an artifact's stamp, the training folder it came
       from). contents=True: the folder stays (a job's workdir, whose lock lives in it) and what it holds is set
