@@ -61,7 +61,9 @@ LAYOUTS.update({u.layout_key: u.layout for u in UNITS if u.layout is not None})
 _TREE = [e for u in UNITS for e in u.full_tree]
 _W = max(len(e) for e in _TREE[::2])
 FULL_TREE = "\n".join("  " + "  ".join(f"{e:<{_W}}" for e in _TREE[i:i + 2]).rstrip() for i in range(0, len(_TREE), 2))
-FULL_FOLDER_NAMES[:] = [u.full_folder for u in UNITS if u.full_folder]  # roots.FULL_FOLDER_NAMES, for fix_hint
+# roots.FULL_FOLDER_NAMES, for fix_hint: the folders the paper's evaluators read (a unit beyond the paper, optional,
+# names its own path in its errors)
+FULL_FOLDER_NAMES[:] = [u.full_folder for u in UNITS if u.full_folder and u.paper]
 FULL_FOLDERS = full_folders()
 HEADLINE = {name: line for u in UNITS for name, line in u.headline.items()}  # the CLIs' summary line per evaluator
 ACCURACY = tuple(name for u in UNITS if u.accuracy for name in u.names)  # metric: % right over the record's images

@@ -38,7 +38,7 @@ FULL_FOLDER_NAMES: list[str] = []
 
 
 def full_folders() -> str:
-    """'val/, imagenetv2/, ... and vasudevan/': the folders a full-scale data root holds, for the errors."""
+    """'val/, imagenetv2/, ... and bg_challenge/': the folders a full-scale data root holds for the paper's evaluators."""
     return ", ".join(FULL_FOLDER_NAMES[:-1]) + " and " + FULL_FOLDER_NAMES[-1]
 
 

@@ -115,7 +115,7 @@ UNIT = Unit(
     layout="<vasudevan>/human_accuracy_v3.0.0.json: Shankar et al.'s JSON {\"initial_annots\", "
            "\"problematic_images\", \"imagenet_m\": [val files]} (docs/evaluators.md)",
     check=check, reads_val=lambda roots: True,
-    full_folder="vasudevan/", full_tree=("vasudevan/human_accuracy_v3.0.0.json",),
+    full_folder="vasudevan/", full_tree=("vasudevan/human_accuracy_v3.0.0.json (optional)",),
     mini_refusal="Vasudevan et al.'s evaluation runs at --scale full only: the mini world's true label sets are "
                  "already its ReaL sets, so a mini analogue would repeat the ReaL column, and ImageNet-M's images "
                  "are chosen by experts from real models' major mistakes (docs/evaluators.md).",
