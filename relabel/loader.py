@@ -89,8 +89,9 @@ def load_rgb(path: str | os.PathLike, index: int | None = None) -> Image.Image:
 
     A JPEG in YCbCr or grayscale is read into a reusable buffer and decoded by simplejpeg (libjpeg-turbo's TurboJPEG
     API) into the same pixels PIL gives, ~11% less CPU than PIL's open + decode (1.39 against 1.57 ms per
-    ImageNet-like file, issue 27); anything else (PNG, CMYK, a file
-    simplejpeg refuses, a truncated one) goes through PIL, which names what is wrong."""
+    ImageNet-like file, issue 27); anything else (PNG, CMYK, a file simplejpeg refuses, a truncated one) goes
+    through PIL, which opens it again by path (3 bytes read twice: PIL's errors then name the path) and names what
+    is wrong."""
     try:
         data = _read_jpeg(path)  # a JPEG, whatever its name says
         if data is not None:
