@@ -58,7 +58,7 @@ class BadImageError(FileNotFoundError):
 # and YCCK (a few ImageNet train files) differ by one level after PIL's conversion, so they stay with PIL.
 _FAST_JPEG = frozenset({"YCbCr", "Gray"})
 _JPEG_MAGIC = b"\xff\xd8\xff"
-_READ = threading.local()  # a reusable read buffer per thread: a fresh bytes object per file costs ~0.1 ms in page faults
+_READ = threading.local()  # a reusable read buffer per thread: a fresh bytes object per file costs ~0.1 ms (faults)
 _KEEP_BUFFER = 64 << 20  # a larger file gets a one-off buffer, so no thread keeps a huge one
 
 
