@@ -14,8 +14,8 @@ the Table 3 full-scale recipe (RandomResizedCrop 224, flip 0.5, colour jitter 0.
   where it gives PIL's pixels); timm's `create_transform` (on PIL's decode, as timm's dataset loads); this project's
   pipeline with the original labels and with ReLabel (store read + LabelPooling), each as `legacy` (the code before
   issue 27: the whole batch's float jitter + normalisation in the collate) and as now: `device` (the 8-bit batch
-  with its jitter draws; `finish` runs on the training device, so a GPU run's CPU does not pay it) and `loader` (a CPU-only run:
-  the cache-sized `finish` in the collate);
+  with its jitter draws; `finish` runs on the training device, so a GPU run's CPU does not pay it) and `loader`
+  (a CPU-only run: the cache-sized `finish` in the collate);
 * through a torch DataLoader at 1..N workers: timm's `create_loader` (normalising in the workers; and with its
   prefetcher's 8-bit collate, normalising in the consuming process) and this project's pipelines.
 
