@@ -12,6 +12,14 @@ from relabel.evaluators.unit import Column, DataCheck, Unit
 from relabel.evaluators.val import val_logits
 
 
+def strict_hits_entry(paths, logits, ann, ctx: EvalContext, top1: float) -> dict:
+    """Variant (a)'s per-image outcomes (argmax ∈ `correct`, problematic and unannotated images left out), in val
+    order: the evidence of `top1`, for this unit and for Vasudevan et al.'s labels in the same schema."""
+    scored = [(p, y in ann.correct[i]) for p, y in zip(paths, logits.argmax(1).tolist())
+              for i in (val_index(p),) if i in ann.correct and i not in ann.problematic]
+    return hits_entry([h for _, h in scored], [p for p, _ in scored], ctx.roots.val, top1)
+
+
 def evaluate_shankar(ctx: EvalContext) -> EvalResult:
     path = ctx.require(ctx.roots.shankar_json, "Shankar et al. label", "shankar", is_file=True)
     paths, labels, logits = val_logits(ctx)
@@ -20,9 +28,7 @@ def evaluate_shankar(ctx: EvalContext) -> EvalResult:
         metrics = shankar_accuracy(logits, paths, labels, ann)
     except ValueError as e:
         raise EvalError(f"Shankar et al. labels {path}: {e}") from None
-    scored = [(p, y in ann.correct[i]) for p, y in zip(paths, logits.argmax(1).tolist())
-              for i in (val_index(p),) if i in ann.correct and i not in ann.problematic]
-    outcomes = {"top1": hits_entry([h for _, h in scored], [p for p, _ in scored], ctx.roots.val, metrics["top1"])}
+    outcomes = {"top1": strict_hits_entry(paths, logits, ann, ctx, metrics["top1"])}
     return EvalResult(metrics, ctx.dataset("shankar-multilabel", "val", metrics["n_scored"], ctx.roots.val,
                                            labels=str(path)),
                       {**ctx.base_params(), "shankar_variants": "top1=(a) correct, plain mean; "

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from relabel.data.readers import ShankarLabels, read_shankar, val_index
 from relabel.evaluators.base import EvalContext, EvalError, EvalResult, hits_entry
+from relabel.evaluators.shankar import strict_hits_entry
 from relabel.evaluators.unit import DataCheck, Unit
 from relabel.evaluators.val import val_logits
 from relabel.metrics import shankar_accuracy
@@ -75,8 +76,6 @@ def evaluate_vasudevan(ctx: EvalContext) -> EvalResult:
         raise EvalError(f"{WHAT} {path}: {e}") from None
     pred = dict(zip((val_index(p) for p in paths), logits.argmax(1).tolist()))  # as shankar_accuracy ranks
     at = {val_index(p): p for p in paths}
-    scored = [(at[i], pred[i] in ann.correct[i]) for i in sorted(at)
-              if i in ann.correct and i not in ann.problematic]
     major = [(at[i], pred[i] in ann.correct[i] | ann.unclear.get(i, set())) for i in sorted(ann.imagenet_m) if i in at]
     if len(major) < len(ann.imagenet_m):
         raise EvalError(f"{WHAT} {path} lists {len(ann.imagenet_m)} ImageNet-M images, {len(major)} of them in the "
@@ -84,7 +83,7 @@ def evaluate_vasudevan(ctx: EvalContext) -> EvalResult:
     acc = 100.0 * sum(h for _, h in major) / len(major)
     metrics.update(imagenet_m_acc=acc, imagenet_m_err=100.0 - acc, imagenet_m_mistakes=sum(not h for _, h in major),
                    n_imagenet_m=len(major))
-    outcomes = {"top1": hits_entry([h for _, h in scored], [p for p, _ in scored], ctx.roots.val, metrics["top1"]),
+    outcomes = {"top1": strict_hits_entry(paths, logits, ann, ctx, metrics["top1"]),
                 "imagenet_m_acc": hits_entry([h for _, h in major], [p for p, _ in major], ctx.roots.val, acc)}
     return EvalResult(metrics, ctx.dataset("vasudevan-multilabel", "val", metrics["n_scored"], ctx.roots.val,
                                            labels=str(path)),
