@@ -62,7 +62,8 @@ DUPLICATES: dict[str, tuple[str, str]] = {
     **{f"table3/relabel-{b}/shankar": (f"table3/relabel-{b}/real", "= ReaL at mini: Shankar et al.'s labels are the "
                                        "mini world's true label sets, as ReaL's, so the two columns are equal")
        for b in ("original", "label_smoothing", "label_cleaning")}}
-# Claims whose mini cells cannot vary (every model scores the same): not testable at mini, with the reason.
+# Claims whose mini cells cannot vary (every model scores the same): not testable at mini, with the reason. Declared
+# before the re-run (docs/statistics-plan.md), so they are not judged at mini whatever their records say.
 NOT_TESTABLE: dict[str, str] = {
     f"table7/{r}/bgc": ("the challenge accuracy is 0 for every mini model (a foreground counts only if it is right "
                         "on all 200 backgrounds); table7's BG-gap column shows the background dependence instead")
@@ -131,8 +132,9 @@ VERDICT_RULE = (
     "**inconclusive** otherwise.",
     "- **Holm**: whether the verdict survives Holm's correction across the judged claims of its paper table "
     "(family-wise α = 0.05): ✓ survives, ✗ does not. Pooled rows judge a claim the paper makes in words over "
-    "several cells (per seed, the mean of the members' d; test-set variance bounded as if the members' test noise "
-    "were perfectly correlated).",
+    "several cells by the **mean** effect over them (per seed, the mean of the members' d; test-set variance "
+    "bounded as if the members' test noise were perfectly correlated); the note says whether each cell holds on its "
+    "own, the paper's 'every' (an intersection–union test).",
     "- **duplicate**: the same numbers as another row at mini (shown once); **not testable at mini**: the cells "
     "cannot vary; **computed**: a quantity computed from the recipe, not measured; **single seed**: n = 1; **not "
     "run** / **not paired**: a cell has no record / no seed in common. Conditional claims say on what in the note.")
@@ -223,9 +225,10 @@ def _test_noise(claim: Claim, a: render.Cell, b: render.Cell, seeds: list) -> tu
     return "seeds only", 0.0
 
 
-def judge(claim: Claim, a: render.Cell, b: render.Cell) -> Row:
+def judge(claim: Claim, a: render.Cell, b: render.Cell, scale: str = "mini") -> Row:
     """One claim's row: the paired differences of its two cells, their 95% interval and the verdict of
-    VERDICT_RULE (without Holm: `ledger` adds it per family)."""
+    VERDICT_RULE (without Holm: `ledger` adds it per family). Its p is the one its verdict reads: two-sided for a
+    directional claim; for an invariance, the TOST p, or the p of H0: |Δ| ≤ margin when the verdict is 'differs'."""
     got = _paired(claim, a, b)
     if isinstance(got, Row):
         return got
@@ -234,7 +237,7 @@ def judge(claim: Claim, a: render.Cell, b: render.Cell) -> Row:
     std = statistics.stdev(d) if n > 1 else None
     if claim.id in COMPUTED or claim.kind == "ratio":
         return Row(claim, mean, std, n, "computed")
-    if claim.id in NOT_TESTABLE and len({*a.values.values(), *b.values.values()}) == 1:
+    if claim.id in NOT_TESTABLE and scale == "mini":
         return Row(claim, mean, std, n, "not testable at mini")
     if n == 1:
         return Row(claim, mean, None, 1, "single seed")
@@ -244,14 +247,16 @@ def judge(claim: Claim, a: render.Cell, b: render.Cell) -> Row:
         margin = MARGINS.get(claim.id, MIN_EFFECT.get(claim.ref, 2.0))
         v = S.equivalence(iv, margin)
         return Row(claim, mean, std, n, "inconclusive (invariance)" if v == "inconclusive" else v, iv, noise,
-                   iv.p_tost(margin))
+                   iv.p_beyond(margin) if v == "differs" else iv.p_tost(margin))
     return Row(claim, mean, std, n, S.directional(iv, +1 if claim.kind == "more" else -1), iv, noise,
                iv.p_two_sided())
 
 
 def judge_family(family: Family, rows: dict[str, Row], cells: dict[str, tuple]) -> Row:
     """A pooled row: per common seed, the mean of the members' d (so seed-level correlation between members is
-    kept), its paired t interval widened by the members' test-set variances bounded as perfectly correlated."""
+    kept), its paired t interval widened by the members' test-set variances bounded as perfectly correlated. Its
+    verdict is about the mean effect over the members; `note` says how many members hold on their own (the paper's
+    'every' reading: an intersection–union test, Berger 1982, which holds only when each member does)."""
     members = [rows[m] for m in family.members]
     if any(r.verdict in ("not run", "not paired") for r in members):
         return Row(family, None, None, 0, "not run")
@@ -262,7 +267,8 @@ def judge_family(family: Family, rows: dict[str, Row], cells: dict[str, tuple]) 
                 for s in seeds]
     test_sd = statistics.fmean(math.sqrt(r.interval.test_var) if r.interval else 0.0 for r in members)
     iv = S.seed_interval(per_seed, test_sd ** 2)
-    noise = "per-image" if all(r.test_noise == "per-image" for r in members) else "binomial"
+    kinds = {r.test_noise for r in members}
+    noise = kinds.pop() if len(kinds) == 1 else "mixed"
     return Row(family, iv.mean, statistics.stdev(per_seed), len(seeds), S.directional(iv, +1), iv, noise,
                iv.p_two_sided())
 
@@ -288,7 +294,7 @@ def ledger(records: list, scale: str = "mini") -> list[Row]:
     computed = {name: render.compute(tables.get(name), records, scale)
                 for name in sorted({k.split("/")[0] for c in CLAIMS for k in (c.a, c.b)})}
     cells = {c.id: (_cell(computed, c.a), _cell(computed, c.b)) for c in CLAIMS}
-    rows = {c.id: judge(c, *cells[c.id]) for c in CLAIMS}
+    rows = {c.id: judge(c, *cells[c.id], scale=scale) for c in CLAIMS}
     for cid, (other, _) in DUPLICATES.items():
         r, o = rows[cid], rows[other]
         same = all(x.values.keys() == y.values.keys() and all(abs(x.values[k] - y.values[k]) < 1e-9 for k in x.values)
@@ -299,13 +305,28 @@ def ledger(records: list, scale: str = "mini") -> list[Row]:
     return _with_holm(out)
 
 
-def note(r: Row) -> str:
-    """The note column: why a row says less than its verdict, on what it is conditional, what it repeats."""
+def _every_note(r: Row, rows: list[Row]) -> str:
+    """A pooled row's intersection–union reading: how many of its members hold on their own."""
+    if r.interval is None:
+        return ""
+    by_id = {x.claim.id: x for x in rows}
+    held = sum(by_id[m].verdict == "holds" for m in r.claim.members if m in by_id)
+    k = len(r.claim.members)
+    return (f"the verdict is the mean over its {k} cells; 'every' (each cell on its own, intersection–union): "
+            + ("holds" if held == k else f"not shown, {held} of {k} hold"))
+
+
+def note(r: Row, rows: list[Row] | None = None) -> str:
+    """The note column: why a row says less than its verdict, on what it is conditional, what it repeats; for a
+    pooled row (given every row), how many of its members hold on their own."""
     cid = r.claim.id
     parts = [NOTES.get(cid, ""), CONDITIONAL.get(cid, ""),
              DUPLICATES[cid][1] if r.verdict == "duplicate" else "",
              NOT_TESTABLE.get(cid, "") if r.verdict == "not testable at mini" else "",
-             "computed from the recipe, not measured: no noise to judge" if r.verdict == "computed" else ""]
+             "computed from the recipe, not measured: no noise to judge" if r.verdict == "computed" else "",
+             _every_note(r, rows) if isinstance(r.claim, Family) and rows is not None else "",
+             ("seeds only: test-set noise is not counted (the records keep no per-image outcomes of this metric), "
+              "so the interval is too narrow by that part") if r.test_noise == "seeds only" and r.interval else ""]
     return "; ".join(p for p in parts if p)
 
 

@@ -23,7 +23,7 @@ def _num(x: float, d: int) -> str:
 
 def paper_text(c: Claim | Family) -> str:
     if isinstance(c, Family):
-        return "> 0 (each)"
+        return "> 0 (mean of cells)"
     if c.paper is None:
         return {"more": "> 0", "less": "< 0", "same": "≈ 0", "ratio": "> 1×"}[c.kind]
     if c.kind == "ratio":
@@ -185,7 +185,7 @@ def to_markdown(rows: list[Row], scale: str, records_desc: str, records: list | 
     for r in rows:
         c = r.claim
         out.append(f"| `{c.id}` | {c.text} | {c.ref} | {paper_text(c)} | {ours_text(r)} | {interval_text(r)} | "
-                   f"{r.n or render.DASH} | {r.test_noise} | {r.verdict} | {holm_text(r)} | {note(r)} |")
+                   f"{r.n or render.DASH} | {r.test_noise} | {r.verdict} | {holm_text(r)} | {note(r, rows)} |")
     out += ["", "Cells: a − b (a / b for a ratio) with a and b named `table/row/col` in the CSV beside this file; "
             "the rendered tables beside it show each cell's records. Pooled rows (`…/every-…`) list their member "
             "claims in the CSV."]
@@ -214,7 +214,7 @@ def to_csv(rows: list[Row]) -> str:
                     "ci95_lo": _r6(iv and iv.lo), "ci95_hi": _r6(iv and iv.hi), "seed_var": _r6(iv and iv.seed_var),
                     "test_var": _r6(iv and iv.test_var), "test_noise": r.test_noise,
                     "p": "" if r.p is None else f"{r.p:.3g}", "verdict": r.verdict,
-                    "holm": {True: "survives", False: "does not survive", None: ""}[r.holm], "note": note(r)})
+                    "holm": {True: "survives", False: "does not survive", None: ""}[r.holm], "note": note(r, rows)})
     return buf.getvalue()
 
 

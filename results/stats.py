@@ -10,10 +10,12 @@ crossed random-effects layout without replication (seed effect, image effect, in
     Var(z̄) = σ²_seed / n + σ²_image / N + σ²_error / (n N) = (MS_seed + MS_image − MS_error) / (n N)
 
 with the ANOVA mean squares (Searle, Casella & McCulloch 1992, "Variance Components", §4; the same estimator as
-generalizability theory's G-study). Variance components estimated below 0 are set to 0 (the usual truncation).
-The interval is z̄ ± √(t²(n − 1) · V̂_seed + t²(N − 1) · V̂_test): the seed part (σ²_seed / n) and the
-test-set part (the rest) each at its own t quantile; `Interval.half_width` says why not Satterthwaite's (1946)
-pooled df. Without per-image outcomes it is the paired t interval of the seed differences, optionally widened by a
+generalizability theory's G-study). It splits by what varies with the seed: the seed means z̄_s = z̄ + (seed effect)
++ (the seed × image interaction averaged over the N images) vary as (σ²_seed + σ²_error / N), estimated by
+MS_seed / N on n − 1 df; the image effects, shared by every seed, add σ²_image / N, estimated by (MS_image −
+MS_error)⁺ / (n N) (truncated at 0, the usual rule). The interval is z̄ ± √(t²(n − 1) · V̂_seed + t²(N − 1) ·
+V̂_test), each part at its own t quantile; `Interval.half_width` says why (and why not Satterthwaite's (1946)
+pooled df). Without per-image outcomes it is the paired t interval of the seed differences, optionally widened by a
 test-set variance from the binomial (`seed_interval`). Quantiles and tests come from scipy; Holm from statsmodels.
 docs/statistics.md states the method and its references; tests/test_stats.py proves its coverage on simulated
 claims with a known Δ and checks the mean squares against statsmodels' ANOVA.
@@ -31,10 +33,11 @@ ALPHA = 0.05  # two-sided level of every interval and test in the ledger
 
 @dataclass(frozen=True)
 class Interval:
-    """An estimate of Δ and its variance in two parts: the seed part (σ²_seed / n, df = n − 1: what more seeds
-    shrink) and the test-set part (σ²_image / N + σ²_error / (n N), df = N − 1: what only a larger test set
-    shrinks). The interval at a level is mean ± √(t²_seed · seed_var + t²_test · test_var), each part at its own
-    t quantile (see `half_width`)."""
+    """An estimate of Δ and its variance in two parts: the seed part ((σ²_seed + σ²_error / N) / n, the variance of
+    the mean of the per-seed differences, df = n − 1: what more seeds shrink) and the test-set part (σ²_image / N,
+    the image effects every seed shares, df = N − 1: what only a larger or fresh test set shrinks). The interval at
+    a level is mean ± √(t²_seed · seed_var + t²_test · test_var), each part at its own t quantile (see
+    `half_width`)."""
     mean: float
     seed_var: float
     test_var: float
@@ -63,10 +66,12 @@ class Interval:
         return self.at(self.level)[1]
 
     def half_width(self, level: float) -> float:
-        """√(t²(n − 1) · seed_var + t²(N − 1) · test_var) at two-sided `level`. Satterthwaite's pooled df (the
-        textbook choice) under-covers at n = 3 when seed noise is a large part (92-93% for a 95% interval in
-        tests/test_stats.py's simulation, the known small-df weakness of the approximation); each part at its own
-        quantile covers 94-97% across the simulated regimes, so the ledger uses it."""
+        """√(t²(n − 1) · seed_var + t²(N − 1) · test_var) at two-sided `level`. The seed part is estimated by
+        MS_seed alone, so its studentised error is exactly t(n − 1) under normality; the image part on N − 1 df
+        is close to normal. Welch–Satterthwaite's pooled df (the textbook choice) under-covers at n = 3 when the
+        seed part is large (91-93% for a 95% interval in tests/test_stats.py's simulation, the known small-df
+        weakness of the approximation); each part at its own quantile covers 94-97% in the simulated regimes like
+        the re-run's data, and errs conservative (to ~97.5%) where the test-set part dominates at n = 3."""
         q = 0.5 + level / 2
         t_seed = float(st.t.ppf(q, self.df_seed)) if self.seed_var > 0 else 0.0
         t_test = float(st.norm.ppf(q) if math.isinf(self.df_test) else st.t.ppf(q, self.df_test))
@@ -78,14 +83,20 @@ class Interval:
 
     @property
     def df(self) -> float:
-        """The effective df: the t distribution whose 95% quantile × se is the 95% half-width, so that the p-values
-        below agree with the interval's verdict at ALPHA (p < 0.05 exactly when the 95% interval excludes 0)."""
+        """The effective df at the 95% level (`df_at`): p_two_sided < 0.05 exactly when the 95% interval excludes 0."""
+        return self.df_at(1 - ALPHA)
+
+    def df_at(self, level: float) -> float:
+        """The effective df at two-sided `level`: the t distribution whose quantile × se is the interval's
+        half-width there, so that a p-value tested at 1 − level agrees with the interval at that level exactly
+        (the 95% interval for the directional and 'differs' tests, the 90% one for TOST)."""
         if self.se == 0:
             return math.inf
-        ratio = self.half_width(1 - ALPHA) / self.se
+        q = 0.5 + level / 2
+        ratio = self.half_width(level) / self.se
 
         def gap(d: float) -> float:
-            return float(st.t.ppf(1 - ALPHA / 2, d)) - ratio
+            return float(st.t.ppf(q, d)) - ratio
         if gap(1e9) >= 0:  # the normal quantile already: the test-set part dominates
             return math.inf
         from scipy.optimize import brentq
@@ -98,14 +109,23 @@ class Interval:
         return float(2 * st.t.sf(abs(self.mean) / self.se, self.df))
 
     def p_tost(self, margin: float) -> float:
-        """p of the two one-sided tests (Schuirmann 1987) of H0: |Δ| ≥ margin at the effective df; small p means
-        equivalent within ±margin."""
+        """p of the two one-sided tests (Schuirmann 1987) of H0: |Δ| ≥ margin, each one-sided at α, so at the
+        effective df of the 90% interval (p < 0.05 exactly when the 90% interval lies inside ±margin); small p
+        means equivalent within ±margin."""
         if self.se == 0:
             return 0.0 if abs(self.mean) < margin else 1.0
-        df = self.df
+        df = self.df_at(1 - 2 * ALPHA)
         lower = st.t.sf((self.mean + margin) / self.se, df)  # H0: Δ ≤ −margin
         upper = st.t.cdf((self.mean - margin) / self.se, df)  # H0: Δ ≥ +margin
         return float(max(lower, upper))
+
+    def p_beyond(self, margin: float) -> float:
+        """p of H0: |Δ| ≤ margin against a difference beyond the nearer margin (the 'differs' verdict: p < 0.05
+        exactly when the 95% interval lies wholly beyond one margin), two-sided at the 95% effective df as that
+        verdict reads the 95% interval."""
+        if self.se == 0:
+            return 0.0 if abs(self.mean) > margin else 1.0
+        return float(min(1.0, 2 * st.t.sf((abs(self.mean) - margin) / self.se, self.df)))
 
 
 def anova_components(z) -> tuple[float, float, float, float, float, float]:
@@ -124,20 +144,26 @@ def anova_components(z) -> tuple[float, float, float, float, float, float]:
 
 def two_way_interval(z, level: float = 1 - ALPHA) -> Interval:
     """The interval of mean(z) for z[seed, image] (n ≥ 2 seeds, N ≥ 2 images): Var(z̄) = (MS_seed + MS_image −
-    MS_error) / (n N), with the seed and image variance components truncated at 0; the seed part is
-    (MS_seed − MS_error)⁺ / (n N), the rest is the test-set part."""
+    MS_error) / (n N), split as the seed part MS_seed / (n N) (the variance of the mean of the per-seed
+    differences) and the test-set part (MS_image − MS_error)⁺ / (n N) (σ²_image / N, truncated at 0).
+
+    Until 2026-12-06 the split was (MS_seed − MS_error)⁺ / (n N) and the rest, which put σ²_error / (n N) (seed-level
+    noise, on n − 1 df) at the test-set part's normal quantile: 91% coverage at n = 3 where the seed × image
+    interaction dominates, as in the re-run's data (docs/statistics.md, "Revision")."""
     z = np.asarray(z, dtype=np.float64)
     if z.ndim != 2 or z.shape[0] < 2 or z.shape[1] < 2:
         raise ValueError(f"two_way_interval needs at least 2 seeds × 2 images, got shape {z.shape}")
     grand, ms_s, ms_i, ms_e, n, N = anova_components(z)
-    seed_var = max(ms_s - ms_e, 0.0) / (n * N)
-    test_var = (max(ms_i - ms_e, 0.0) + ms_e) / (n * N)
+    seed_var = ms_s / (n * N)
+    test_var = max(ms_i - ms_e, 0.0) / (n * N)
     return Interval(grand, seed_var, test_var, n, N, level)
 
 
 def seed_interval(d, test_var: float = 0.0, level: float = 1 - ALPHA) -> Interval:
     """The paired t interval of per-seed differences d (n ≥ 2; scipy.stats.ttest_1samp on d gives the same t and
-    p when test_var = 0), widened by a test-set variance of the mean `test_var` taken as known (normal quantile)."""
+    p when test_var = 0), widened by a test-set variance of the mean `test_var` taken as known (normal quantile):
+    the image part σ²_image / N, or a bound on it (the seed-level part of the test noise, σ²_error / N, is already
+    in var(d))."""
     d = np.asarray(d, dtype=np.float64)
     if d.size < 2:
         raise ValueError("seed_interval needs at least 2 seeds")
@@ -146,9 +172,10 @@ def seed_interval(d, test_var: float = 0.0, level: float = 1 - ALPHA) -> Interva
 
 def binomial_test_var(p_a: float, p_b: float, n_images: int) -> float:
     """Test-set variance of a difference of two accuracies (fractions) on one set of n_images, taking the two
-    models' correctness as uncorrelated: p_a(1 − p_a)/N + p_b(1 − p_b)/N. Their errors are positively correlated
-    in practice (same images are hard for both), so this over-states the paired variance: the ledger uses it only
-    where a record carries no per-image outcomes."""
+    models' correctness as uncorrelated: p_a(1 − p_a)/N + p_b(1 − p_b)/N. It bounds the whole per-image variance
+    of one seed's difference, (σ²_image + σ²_error) / N, of which `seed_interval` needs only σ²_image / N; and the
+    models' errors are positively correlated in practice (the same images are hard for both): so it over-states
+    the test-set part twice over. The ledger uses it only where a record carries no per-image outcomes."""
     return (p_a * (1 - p_a) + p_b * (1 - p_b)) / max(int(n_images), 1)
 
 
@@ -179,7 +206,9 @@ def weighted_map(scores, targets, weights) -> np.ndarray:
 def map_bootstrap_var(pairs: list, n_boot: int = 400, seed: int = 0) -> float:
     """Test-set variance of the seed-mean mAP difference: the images are resampled (the same draw for every seed and
     both arms: a paired bootstrap, Efron & Tibshirani 1993), each draw's mean over seeds of mAP_a − mAP_b, and their
-    variance. `pairs`: [(scores_a, scores_b, targets)] per seed, all on one test set. Deterministic (`seed`)."""
+    variance. `pairs`: [(scores_a, scores_b, targets)] per seed, all on one test set. Deterministic (`seed`). It
+    estimates (σ²_image + σ²_error / n) / N, so beside var(d) / n (which holds σ²_error / (n N) already) it errs
+    conservative by that term."""
     n = pairs[0][2].shape[0]
     w = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
     d = np.mean([weighted_map(sa, t, w) - weighted_map(sb, t, w) for sa, sb, t in pairs], axis=0)

@@ -93,6 +93,43 @@ def test_the_old_two_se_rule_is_kept_for_the_pilots_only():
     assert claims.judge(claim, Cell({0: 2, 1: 1.4, 2: 2.6}), Cell({0: 1, 1: 1, 2: 1})).verdict == "inconclusive"
 
 
+def test_a_differs_row_carries_the_p_of_its_own_verdict_so_it_can_survive_holm():
+    row = _judge("same", (6, 6.2, 5.8), (1, 1, 1))  # d = (5, 5.2, 4.8): far beyond the 2-point margin
+    assert row.verdict == "differs" and row.p < 0.01
+    (judged,) = claims._with_holm([row])
+    assert judged.holm is True
+
+
+def test_not_testable_is_declared_at_mini_whatever_the_records_say():
+    """The plan declares the background challenge untestable at mini: cells that happen to differ change nothing;
+    at full scale the same claim is judged."""
+    cid = next(iter(claims.NOT_TESTABLE))
+    claim = next(c for c in CLAIMS if c.id == cid)
+    a, b = Cell({0: 2.0, 1: 2.2, 2: 1.8}), Cell({0: 1.0, 1: 1.0, 2: 1.0})
+    assert claims.judge(claim, a, b, scale="mini").verdict == "not testable at mini"
+    assert claims.judge(claim, a, b, scale="full").verdict == "holds"
+
+
+def test_a_pooled_row_says_whether_every_member_holds_on_its_own():
+    """The pooled verdict is about the mean over the cells; the note gives the paper's 'every' (intersection–union):
+    one large member can carry the mean while another is inconclusive."""
+    fam = claims.Family("t/every", "Table 0", "x", ("t/m1", "t/m2"))
+    mk = lambda cid: claims.Claim(cid, "Table 0", "more", None, "t/a/c", "t/b/c", cid)  # noqa: E731
+    base = Cell({0: 0.0, 1: 0.0, 2: 0.0})
+    cells = {"t/m1": (Cell({0: 9.0, 1: 9.2, 2: 8.8}), base), "t/m2": (Cell({0: 1.0, 1: -1.0, 2: 0.5}), base)}
+    rows = {m: claims.judge(mk(m), *cells[m]) for m in fam.members}
+    assert [rows[m].verdict for m in fam.members] == ["holds", "inconclusive"]
+    pooled = claims.judge_family(fam, rows, cells)
+    assert pooled.verdict == "holds"
+    assert "not shown, 1 of 2 hold" in claims.note(pooled, list(rows.values()) + [pooled])
+    assert ledger.paper_text(fam) == "> 0 (mean of cells)"
+
+
+def test_a_seeds_only_row_says_its_interval_leaves_the_test_set_out():
+    row = _judge("more", (2, 2.2, 1.8), (1, 1, 1))  # hand-made cells: no records, so seed noise alone
+    assert row.test_noise == "seeds only" and "too narrow" in claims.note(row)
+
+
 def test_pairs_by_seed_and_needs_a_common_one():
     claim = claims.Claim("x", "Table 0", "more", None, "t/a/c", "t/b/c", "x")
     row = claims.judge(claim, Cell({0: 3.0, 1: 5.0, 2: 9.0}), Cell({1: 4.0, 2: 7.0}))
