@@ -27,7 +27,9 @@ def training_cost(res, student_gflops: float, teacher_gflops: float = 0.0, annot
     """Fig. 6's cost of one run, measured: wall-clock (training, which includes KD's teacher forwards, plus the
     annotation job a ReLabel row's store took) and multiply-adds (G) spent producing labels — a teacher forward
     per training image for KD, one annotator forward per annotated image for ReLabel. Training the teacher or
-    annotator is not counted (the paper takes both pretrained). `res`: the trainer's result (`wall_s`,
+    annotator is not counted (the paper takes both pretrained). `annotated`: the annotator's forwards — images for
+    a ReLabel store, crops (images × R) for FKD's crop store (so 'annotation_images' counts crops there). `res`: the
+    trainer's result (`wall_s`,
     `images_seen`, `teacher_forwards`, `data_wait_fraction`, as relabel.train.TrainResult holds them)."""
     teacher_total = res.teacher_forwards * teacher_gflops
     annotation_total = annotated * annotator_gflops

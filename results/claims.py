@@ -76,6 +76,8 @@ CONDITIONAL: dict[str, str] = {
        for c in ("default-w025", "w025-baseline", "w05-w025", "default-w05", "e6-e2", "default-e6")},
     **{c.id: "conditional on one pretrained checkpoint per backbone (every seed fine-tunes from it)"
        for c in CLAIMS if c.id.startswith("table10/")},
+    **{c: "conditional on one crop store (its crops drawn once, seed 0; the seeds vary the order they are replayed "
+          "in, the init and the jitter)" for c in ("fig6/fkd-relabel", "fig6/fkd-original")},
 }
 # Why a row's mini test means less than its verdict says (shown in the note column).
 NOTES: dict[str, str] = {

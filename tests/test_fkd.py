@@ -78,7 +78,7 @@ def test_store_refuses_another_dataset_and_an_existing_path(tmp_path):
 def test_a_training_item_replays_the_stored_crop_and_its_label(tmp_path):
     samples, _, _ = _built(tmp_path)
     store = CropLabelStore.open(tmp_path / "crops")
-    base = TrainSet(tmp_path / "data", samples, train_transform(16, color_jitter=0.0, hflip=0.5), seed=3,
+    base = TrainSet(tmp_path / "data", samples, train_transform(16, (0.3, 1.0), color_jitter=0.0, hflip=0.5), seed=3,
                     rows=store.rows([s.path for s in samples]))
     ds = CropReplaySet(base, store)
     seen = {i: set() for i in range(len(ds))}
@@ -101,7 +101,7 @@ def test_a_training_item_replays_the_stored_crop_and_its_label(tmp_path):
 def test_two_training_steps_on_fkd_labels_use_the_stored_soft_labels(tmp_path, monkeypatch):
     samples, _, _ = _built(tmp_path, n=32)
     store = CropLabelStore.open(tmp_path / "crops")
-    ds = TrainSet(tmp_path / "data", samples, train_transform(16, color_jitter=0.0), seed=0,
+    ds = TrainSet(tmp_path / "data", samples, train_transform(16, (0.3, 1.0), color_jitter=0.0), seed=0,
                   rows=store.rows([s.path for s in samples]))
     targets, real_ce = [], TR.soft_cross_entropy
     monkeypatch.setattr(TR, "soft_cross_entropy", lambda logits, t: (targets.append(t.clone()), real_ce(logits, t))[1])
@@ -118,3 +118,38 @@ def test_two_training_steps_on_fkd_labels_use_the_stored_soft_labels(tmp_path, m
         assert torch.equal(t, want), f"step {step}: the loss did not get the stored crops' soft labels"
     with pytest.raises(ValueError, match="needs a crop-label store"):
         TR.train(cfg, ds, tmp_path / "x", progress=False)
+
+
+def test_replay_finds_each_samples_row_by_path_and_refuses_a_store_of_other_crops(tmp_path):
+    """A TrainSet built without `rows` (-1 for all) still replays each image's own crops, not the last image's; a
+    store drawn at another crop scale or flip probability than the recipe's is refused."""
+    samples, _, _ = _built(tmp_path)
+    store = CropLabelStore.open(tmp_path / "crops")
+    shuffled = samples[::-1]
+    ds = CropReplaySet(TrainSet(tmp_path / "data", shuffled, train_transform(16, (0.3, 1.0), 0.0, 0.5), seed=1),
+                       store)
+    want = store.rows([s.path for s in shuffled])
+    assert [ds[i][4] for i in range(len(ds))] == want.tolist() and len(set(want.tolist())) == len(samples)
+    for scale, flip in (((0.08, 1.0), 0.5), ((0.3, 1.0), 0.0)):
+        with pytest.raises(LabelStoreMismatch, match="build the store for it"):
+            CropReplaySet(TrainSet(tmp_path / "data", samples, train_transform(16, scale, 0.0, flip), seed=1), store)
+
+
+def test_a_build_sweeps_the_temporary_folders_of_dead_builds_only(tmp_path):
+    import os
+    import subprocess
+    import sys
+    samples, model, _ = _built(tmp_path, n=4)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead, live = tmp_path / f".again.tmp-{int(gone.stdout)}", tmp_path / f".again.tmp-{running.pid}"
+        for d in (dead, live, tmp_path / ".again.tmp-notapid"):
+            d.mkdir()
+        build_crop_store(tmp_path / "again", model, tmp_path / "data", [s.path for s in samples], None, crops=2,
+                         k=K, num_classes=4, input_size=24, progress=False)
+        assert not dead.exists() and live.exists() and (tmp_path / ".again.tmp-notapid").exists()
+        assert (tmp_path / "again" / "meta.json").exists() and not (tmp_path / f".again.tmp-{os.getpid()}").exists()
+    finally:
+        running.kill()
+        running.wait()

@@ -11,7 +11,12 @@ left after the top k spread evenly over the other C − k classes at training ('
 drawn with the target recipe's RandomResizedCrop scale and flip probability (the mini world's digits: no flip), so
 the replayed crops are distributed as every other row's crops; epoch e of a run replays crop (e + o_i) mod R of image
 i, o_i a per-(seed, image) offset, so a run of R epochs sees every stored crop once. One crop per image per batch
-(FKD's recipes replay 4 crops of one decoded image per batch; not done here).
+(FKD's recipes replay 4 crops of one decoded image per batch; not done here). Colour jitter (the row's) runs on top of
+the replayed crop, seeded per (seed, epoch, image), as for every other row; FKD's own training transform has none.
+The teacher's view is the crop resized bicubic, as FKD's generator does, while online KD's teacher (Fig. 6) sees the
+student's jittered crop resized bilinear: a difference between the FKD and KD rows beyond the labels' timing.
+One store serves every seed of a row (drawn once, seed 0): the seeds vary the order its crops are replayed in, the
+init and the jitter, not the crops, so the ledger calls FKD's verdicts conditional on its store.
 
 R and k are the store's (a pretraining row's `label_args`, pretrain/config.py, which its recipe hash names).
 The store (CropLabelStore) is a folder of memory-mapped arrays, written into a temporary folder and renamed into
@@ -141,6 +146,7 @@ def build_crop_store(path, model: torch.nn.Module, root, paths: Sequence[str], s
     path, root = Path(path), Path(root)
     if path.exists():
         raise LabelStoreError(f"crop-label store {path} exists; delete it to build it again.")
+    _sweep_dead_builds(path)
     if not 0 < k <= num_classes:
         raise ConfigError(f"the crop labels keep the top k of {num_classes} classes; k={k} is not in 1..{num_classes}")
     order = sorted(range(len(paths)), key=lambda i: paths[i])
@@ -155,7 +161,7 @@ def build_crop_store(path, model: torch.nn.Module, root, paths: Sequence[str], s
                "indices": np.lib.format.open_memmap(tmp / "indices.npy", "w+", np.int16, (n, crops, k)),
                "probs": np.lib.format.open_memmap(tmp / "probs.npy", "w+", np.float16, (n, crops, k))}
         device = device or next(model.parameters()).device
-        model = model.to(memory_format=torch.channels_last)
+        model = model.eval().to(memory_format=torch.channels_last)
         rrc = RandomResizedCropWithBox(input_size, scale=tuple(crop_scale))
         mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
         std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
@@ -210,6 +216,21 @@ def build_crop_store(path, model: torch.nn.Module, root, paths: Sequence[str], s
     return job
 
 
+def _sweep_dead_builds(path: Path) -> None:
+    """Remove the temporary folders of earlier builds of `path` whose process is gone (a build killed by SIGKILL
+    cannot remove its own); a build in progress in a live process is left alone."""
+    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+        try:
+            pid = int(tmp.name.rsplit("-", 1)[1])
+            os.kill(pid, 0)
+        except ValueError:
+            continue  # not a name this module writes
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:
+            pass  # another user's live process
+
+
 class CropReplaySet(torch.utils.data.Dataset):
     """A TrainSet whose crops are replayed from a crop-label store: (image, box, flipped, label, row, soft label).
 
@@ -224,6 +245,14 @@ class CropReplaySet(torch.utils.data.Dataset):
             raise ConfigError("the 'fkd' labels replay stored crops in place of the transform's "
                               "RandomResizedCropWithBox, but this training transform has none")
         self.size, self.interpolation, self.antialias = list(crop.size), crop.interpolation, crop.antialias
+        flip = next((t.p for t in ts if isinstance(t, RandomHorizontalFlipWithBox)), 0.0)
+        meta = store.meta
+        if [float(v) for v in meta["crop_scale"]] != [float(v) for v in crop.scale] or float(meta["hflip"]) != flip:
+            raise LabelStoreMismatch(f"crop-label store {store.path} holds crops of scale {tuple(meta['crop_scale'])} "
+                                     f"and flip probability {meta['hflip']}, but this recipe crops at scale "
+                                     f"{tuple(crop.scale)} with flip probability {flip}; build the store for it.")
+        # the store's row of each sample, by path (a TrainSet built without `rows` has -1 for all)
+        self.rows = store.rows([s.path for s in base.samples])
         self.rest = [t for t in ts if not isinstance(t, (RandomResizedCropWithBox, RandomHorizontalFlipWithBox))]
         self.transform = base.transform  # its finish_batch finishes the batch (relabel.loader.collate_train)
 
@@ -242,7 +271,7 @@ class CropReplaySet(torch.utils.data.Dataset):
         b = self.base
         s = b.samples[i]
         img = b._cache[i] if b._cache is not None else load_rgb(b.root / s.path, i)
-        row, j = int(b.rows[i]), self.crop_index(i)
+        row, j = int(self.rows[i]), self.crop_index(i)
         box, flipped = self.store.crop(row, j)
         x = TF.resized_crop(img, *pixel_box(box, img.width, img.height), self.size, self.interpolation,
                             antialias=self.antialias)
