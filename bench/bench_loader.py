@@ -3,6 +3,7 @@
     python -m bench.bench_loader                      # full: 3000 images, writes bench/measured/<date>_bench_loader.json
     python -m bench.bench_loader --quick --out /tmp/l.json   # 64 small images, seconds (tests/test_bench_loader.py)
     python -m bench.bench_loader --pin                # each process on its own core (a shared, loaded machine)
+    python -m bench.bench_loader --pin --repeat 3     # each figure the best of 3 passes, its median beside it
 
 The images are generated once (deterministically, cached under $RELABEL_RUNS/bench/): textured content (multi-octave
 noise with hard-edged shapes; JPEG decode cost follows content, so flat colour would flatter every decoder), JPEG
@@ -256,11 +257,16 @@ def main(argv=None) -> int:
     ap.add_argument("--pipeline", nargs="+", choices=("legacy", "loader", "device"),
                     default=["legacy", "loader", "device"], help="this project's pipelines to time (default all)")
     ap.add_argument("--pin", action="store_true", help="pin the in-process timing and each worker to one core")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="passes per pipeline, in rounds (default 1); each figure is the best pass, the median "
+                         "beside it: on a shared machine, 3 or more")
     ap.add_argument("--out", help="the JSON (default bench/measured/<date>_bench_loader.json)")
     a = ap.parse_args(argv)
     n = 64 if a.quick else a.images
     if n < BATCH:
         ap.error(f"--images must be at least one batch ({BATCH})")
+    if a.repeat < 1:
+        ap.error("--repeat must be at least 1")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     workers = a.workers or ([1] if a.quick else list(range(1, cores + 1)))
     torch.set_num_threads(1)
@@ -286,20 +292,21 @@ def main(argv=None) -> int:
     for f in files[:200]:
         _pil_load_rgb(f), load_rgb(f)
     load_before = os.getloadavg()
-    ims_in_process, ims_loader, finish_ms, cpu_in, cpu_loader = {}, {}, {}, {}, {}
+    finish_ms = {}
+    # Every timing is a pass over the images, repeated --repeat times in rounds (each round times every pipeline
+    # once, so a slow spell of a shared machine falls on all of them); a pipeline's figure is its best pass
+    # (timeit's convention: other work on the machine only ever slows a pass down), its median pass beside it.
+    passes_in: dict = {}
+    passes_loader: dict = {}
 
-    def report(kind, name, value, extra=""):
-        per_cpu = (cpu_in if kind == "in-process" else cpu_loader).get(name if kind == "in-process" else (name, kind))
+    def report(kind, name, value, per_cpu, extra=""):
         print(f"{kind:<12} {name:<46} {value:8.1f} images/s ({per_cpu:.1f} per CPU-second){extra}", flush=True)
 
-    for name, load in (("decode (PIL)", _pil_load_rgb), ("decode (ours: load_rgb, simplejpeg)", load_rgb)):
-        ims_in_process[name] = _rate(lambda: [load(f) for f in files], n, cpu_in, name)
-        report("in-process", name, ims_in_process[name])
+    decoders = (("decode (PIL)", _pil_load_rgb), ("decode (ours: load_rgb, simplejpeg)", load_rgb))
+    in_process = [(name, functools.partial(lambda load: [load(f) for f in files], load), n) for name, load in decoders]
     tt = create_transform(SIZE, is_training=True, scale=(0.08, 1.0), hflip=0.5, color_jitter=JITTER,
                           interpolation="bilinear", mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    ims_in_process["timm create_transform"] = _rate(lambda: [tt(_legacy_load_rgb(f)) for f in files], n, cpu_in,
-                                                    "timm create_transform")
-    report("in-process", "timm create_transform", ims_in_process["timm create_transform"])
+    in_process.append(("timm create_transform", lambda: [tt(_legacy_load_rgb(f)) for f in files], n))
 
     samples = [Sample(p, i % 100) for i, p in enumerate(paths)]
     rows = store.rows(paths)
@@ -315,8 +322,14 @@ def main(argv=None) -> int:
     for name, (item_ds, collate) in variants.items():
         for b in batches[:2]:  # untimed: the first batches of a pipeline pay one-off set-up (seen: 281 → 357 images/s)
             collate([item_ds[i] for i in b])
-        ims_in_process[name] = _rate(lambda: [collate([item_ds[i] for i in b]) for b in batches], seen, cpu_in, name)
-        report("in-process", name, ims_in_process[name])
+        in_process.append((name, functools.partial(lambda d, c: [c([d[i] for i in b]) for b in batches], item_ds,
+                                                   collate), seen))
+    for rnd in range(a.repeat):
+        for name, fn, count in in_process:
+            cpu: dict = {}
+            rate = _rate(fn, count, cpu, name)
+            passes_in.setdefault(name, []).append((rate, cpu[name]))
+            report("in-process", name, rate, cpu[name], f"  (pass {rnd + 1} of {a.repeat})" if a.repeat > 1 else "")
     # the CPU price of `finish` per image, were it run on this CPU: the old batch-wide passes and the current ones
     if {"legacy", "loader"} & set(a.pipeline):
         pend = [_Collate("device", transform)([ds[i] for i in b])[0] for b in batches[:4]]
@@ -329,6 +342,7 @@ def main(argv=None) -> int:
             print(f"finish       {name:<46} {finish_ms[name]:8.3f} ms/image", flush=True)
 
     timm_ds = ImageDataset(str(data / "images"))
+    loaders = []  # (name, workers, the loader, images per pass)
     for w in workers:
         init = _pin_worker if a.pin else None
         for prefetch in (False, True):
@@ -339,18 +353,30 @@ def main(argv=None) -> int:
             if init is not None:  # after timm's own worker seeding
                 dl = loader.loader if prefetch else loader
                 dl.worker_init_fn = functools.partial(_chain_init, dl.worker_init_fn)
-            r = _rate(lambda: [None for _ in loader], len(loader) * BATCH, cpu_loader, (name, f"loader w={w}"))
-            ims_loader.setdefault(name, {})[w] = {"images_s": r, "per_worker": r / w,
-                                                  "per_cpu_s": cpu_loader[(name, f"loader w={w}")]}
-            report(f"loader w={w}", name, r, f"  ({r / w:.1f} per worker)")
+            loaders.append((name, w, loader, len(loader) * BATCH))
         for name, (item_ds, collate) in variants.items():
-            loader = torch.utils.data.DataLoader(item_ds, batch_size=BATCH, num_workers=w, collate_fn=collate,
-                                                 drop_last=True, worker_init_fn=init)
-            r = _rate(lambda: [None for _ in loader], seen, cpu_loader, (name, f"loader w={w}"))
-            ims_loader.setdefault(name, {})[w] = {"images_s": r, "per_worker": r / w,
-                                                  "per_cpu_s": cpu_loader[(name, f"loader w={w}")]}
-            report(f"loader w={w}", name, r, f"  ({r / w:.1f} per worker)")
+            loaders.append((name, w, torch.utils.data.DataLoader(item_ds, batch_size=BATCH, num_workers=w,
+                                                                 collate_fn=collate, drop_last=True,
+                                                                 worker_init_fn=init), seen))
+    for rnd in range(a.repeat):
+        for name, w, loader, count in loaders:
+            cpu = {}
+            rate = _rate(functools.partial(lambda ld: [None for _ in ld], loader), count, cpu, name)
+            passes_loader.setdefault(name, {}).setdefault(w, []).append((rate, cpu[name]))
+            report(f"loader w={w}", name, rate, cpu[name], f"  ({rate / w:.1f} per worker)"
+                   + (f"  (pass {rnd + 1} of {a.repeat})" if a.repeat > 1 else ""))
 
+    def best(ps):
+        return max(r for r, _ in ps)
+
+    def median(ps):
+        return float(np.median([r for r, _ in ps]))
+
+    ims_in_process = {k: best(v) for k, v in passes_in.items()}
+    cpu_in = {k: max(c for _, c in v) for k, v in passes_in.items()}
+    ims_loader = {k: {w: {"images_s": best(ps), "per_worker": best(ps) / w, "per_cpu_s": max(c for _, c in ps),
+                          "median_images_s": median(ps)} for w, ps in by_w.items()}
+                  for k, by_w in passes_loader.items()}
     git = git_state()
     out = {
         "what": "images/s of the training input pipeline, Table 3 full-scale recipe (RRC 224, flip, jitter 0.4, "
@@ -363,7 +389,14 @@ def main(argv=None) -> int:
         "images": n, "mean_kb": kb, "mean_pixels": float(np.mean([Image.open(f).size[0] * Image.open(f).size[1]
                                                                      for f in files[:500]])),
         "batch": BATCH, "input_size": SIZE,
-        "in_process_images_s": ims_in_process, "in_process_images_per_cpu_s": cpu_in, "dataloader": ims_loader, "finish_cpu_ms_per_image": finish_ms,
+        "repeat": a.repeat,
+        "statistic": ("the best of `repeat` passes per pipeline (timeit's convention: other work on the machine "
+                      "only slows a pass), its median pass beside it; the passes ran in rounds, every pipeline once "
+                      "per round"),
+        "in_process_images_s": ims_in_process, "in_process_images_per_cpu_s": cpu_in,
+        "in_process_median_images_s": {k: median(v) for k, v in passes_in.items()},
+        "in_process_passes_images_s": {k: [r for r, _ in v] for k, v in passes_in.items()},
+        "dataloader": ims_loader, "finish_cpu_ms_per_image": finish_ms,
     }
     dest = Path(a.out or Path(__file__).parent / "measured" / f"{out['date']}_bench_loader.json")
     dest.parent.mkdir(parents=True, exist_ok=True)

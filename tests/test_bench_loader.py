@@ -24,6 +24,19 @@ def test_quick_run_writes_every_rate(tmp_path, monkeypatch):
     assert set(got["finish_cpu_ms_per_image"]) == {"legacy (whole batch)", "current (cache-sized)"}
 
 
+def test_repeated_passes_report_the_best_and_the_median(tmp_path, monkeypatch):
+    monkeypatch.setenv("RELABEL_RUNS", str(tmp_path / "runs"))
+    out = tmp_path / "loader.json"
+    assert bench_loader.main(["--quick", "--repeat", "2", "--pipeline", "device", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["repeat"] == 2 and "best" in got["statistic"]
+    for name, passes in got["in_process_passes_images_s"].items():
+        assert len(passes) == 2 and got["in_process_images_s"][name] == max(passes)
+        assert got["in_process_median_images_s"][name] <= max(passes)
+    r = got["dataloader"]["ours device, ReLabel"]["1"]
+    assert r["median_images_s"] <= r["images_s"] == r["per_worker"]
+
+
 def test_images_are_textured_and_deterministic():
     a = bench_loader.textured_image(np.random.default_rng([0, 3]), 120, 90)
     b = bench_loader.textured_image(np.random.default_rng([0, 3]), 120, 90)
