@@ -16,6 +16,10 @@ from pathlib import Path
 from relabel import records as R
 from results.tables import Col, Curve, Scatter, Source, Table
 
+# Line styles of a scatter's reference levels (rows without an x value), distinct for up to six of them (Fig. 6 can
+# have five before its cost records land).
+_LEVEL_STYLES = ("--", ":", "-.", (0, (8, 2)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 3)))
+
 SCALE_BANNER = {
     "mini": ("Scale: **mini** — the bundled miniature world on CPU, small timm models. Absolute numbers are not "
              "comparable with the paper's ImageNet numbers; compare orderings and deltas."),
@@ -292,8 +296,9 @@ def plot(c: Computed, records: list, path: Path) -> bool:
                 drawn = True
             elif cy.n:  # a reference without an x value (Fig. 4: original labels, oracle maps): a level line
                 levels += 1
-                ax.axhline(cy.mean, ls=("--", ":", "-.")[(levels - 1) % 3], lw=1, color="k",
+                ax.axhline(cy.mean, ls=_LEVEL_STYLES[(levels - 1) % len(_LEVEL_STYLES)], lw=1, color="k",
                            label=f"{row.key}: {cy.mean:.1f}")
+        ax.margins(x=0.12)  # room for the point labels at either end (Fig. 6's rightmost, FKD, was cut off)
     if not drawn:
         plt.close(fig)
         return False
