@@ -24,7 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
+import numpy as np
 import torch
+from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import functional as F
 
@@ -71,13 +73,24 @@ def compose_crop(state: CropBox, rel: tuple[float, float, float, float]) -> Crop
 
 
 class RandomResizedCropWithBox(T.RandomResizedCrop):
-    """torchvision's RandomResizedCrop (same parameters, same random draws) that also returns the crop box."""
+    """torchvision's RandomResizedCrop (same parameters, same random draws) that also returns the crop box.
+
+    It also takes an ``[H, W, 3]`` uint8 array (`relabel.loader.load_rgb`'s transient read): the crop is cut from
+    the array and only it becomes a PIL image, which PIL then resizes; the same pixels as cropping a PIL image of
+    the whole array (PIL's crop is a copy of the region; tested)."""
 
     def forward(self, img, state: CropBox | None = None):
         state = CropBox() if state is None else state
-        i, j, h, w = self.get_params(img, self.scale, self.ratio)
-        _, height, width = F.get_dimensions(img)
-        out = F.resized_crop(img, i, j, h, w, self.size, self.interpolation, antialias=self.antialias)
+        if isinstance(img, np.ndarray):
+            height, width = img.shape[:2]
+            # get_params reads only the size: a zero-stride stand-in of the right shape, no pixels
+            i, j, h, w = self.get_params(torch.zeros(()).expand(3, height, width), self.scale, self.ratio)
+            out = F.resize(Image.fromarray(img[i:i + h, j:j + w]), self.size, self.interpolation,
+                           antialias=self.antialias)
+        else:
+            i, j, h, w = self.get_params(img, self.scale, self.ratio)
+            _, height, width = F.get_dimensions(img)
+            out = F.resized_crop(img, i, j, h, w, self.size, self.interpolation, antialias=self.antialias)
         return out, compose_crop(state, (j / width, i / height, (j + w) / width, (i + h) / height))
 
 
@@ -116,12 +129,18 @@ class ComposeWithBox:
                 )
 
     def __call__(self, img):
+        """`img`: a PIL image, or an ``[H, W, 3]`` uint8 array, which becomes one before any transform other than
+        `RandomResizedCropWithBox` (that one crops the array itself)."""
         state = CropBox()
         for t in self.transforms:
+            if isinstance(img, np.ndarray) and not isinstance(t, RandomResizedCropWithBox):
+                img = Image.fromarray(img)
             if isinstance(t, _BOX_AWARE):
                 img, state = t(img, state)
             else:
                 img = t(img)
+        if isinstance(img, np.ndarray):
+            img = Image.fromarray(img)
         return img, state.as_tensor(), state.flipped
 
     def finish_batch(self, x):

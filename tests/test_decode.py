@@ -103,3 +103,38 @@ def test_an_image_past_pils_pixel_limit_is_still_a_decompression_bomb(tmp_path, 
     with pytest.raises(BadImageError) as e:
         load_rgb(p)
     assert "bomb.JPEG" in str(e.value) and fast_calls == []
+
+
+def test_transient_reads_are_arrays_in_a_reused_buffer_with_the_same_pixels(tmp_path, fast_calls):
+    a, b = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    Image.fromarray(_texture(seed=4)).save(a, quality=90)
+    Image.fromarray(_texture(seed=5)).convert("L").save(b, quality=90)
+    png = tmp_path / "c.png"
+    Image.fromarray(_texture(seed=6)).save(png)
+    x = load_rgb(a, transient=True)
+    assert isinstance(x, np.ndarray) and x.shape == (97, 131, 3) and not x.flags.writeable
+    assert np.array_equal(x, _pil(a))
+    y = load_rgb(b, transient=True)  # grayscale, decoded to RGB into the same buffer
+    assert np.array_equal(y, _pil(b)) and np.shares_memory(x, y)
+    assert isinstance(load_rgb(png, transient=True), Image.Image)  # everything else stays a PIL image
+
+
+@pytest.mark.parametrize("hflip", [0.0, 0.5])
+def test_the_training_transform_gives_the_same_sample_from_an_array_or_a_pil_image(tmp_path, hflip):
+    """TrainSet's transient reads change no pixel, box or draw: an item equals the one from the cached PIL image."""
+    import torch
+
+    from relabel.loader import Sample, TrainSet, train_transform
+    names = []
+    for k, (h, w) in enumerate([(97, 131), (240, 180), (64, 300), (333, 257)]):
+        names.append(f"{k}.JPEG")
+        Image.fromarray(_texture(h, w, seed=k)).save(tmp_path / names[-1], quality=88)
+    samples = [Sample(n, 0) for n in names]
+    for tr in (train_transform(56, (0.08, 1.0), 0.4, hflip), train_transform(56, (0.08, 1.0), 0.4, hflip, False)):
+        lazy, cached = (TrainSet(tmp_path, samples, tr, seed=9, cache=c) for c in (False, True))
+        for epoch in range(3):
+            lazy.set_epoch(epoch), cached.set_epoch(epoch)
+            for i in range(len(names)):
+                a, b = lazy[i], cached[i]
+                x, y = (t[0].pixels if hasattr(t[0], "pixels") else t[0] for t in (a, b))
+                assert torch.equal(x, y) and torch.equal(a[1], b[1]) and a[2] == b[2]
