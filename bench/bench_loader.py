@@ -4,6 +4,7 @@
     python -m bench.bench_loader --quick --out /tmp/l.json   # 64 small images, seconds (tests/test_bench_loader.py)
     python -m bench.bench_loader --pin                # each process on its own core (a shared, loaded machine)
     python -m bench.bench_loader --pin --repeat 3     # each figure the best of 3 passes, its median beside it
+    python -m bench.bench_loader --pin --interleave --repeat 2   # paired: pipelines take turns; ratios with intervals
 
 The images are generated once (deterministically, cached under $RELABEL_RUNS/bench/): textured content (multi-octave
 noise with hard-edged shapes; JPEG decode cost follows content, so flat colour would flatter every decoder), JPEG
@@ -24,6 +25,12 @@ A DataLoader rate is the whole pass (worker start-up included) over the images; 
 each wall-clock rate, images per CPU-second (this process and its joined workers; for the DataLoader, the main
 process's share included): on a machine shared with other work the wall rates fall, the CPU-second rates much less.
 The load average before and after is recorded.
+
+On a shared machine whose speed drifts by tens of percent from minute to minute, pipelines timed one after another
+compare different minutes. `--interleave` pairs them: in-process, every pipeline processes one batch in turn; through
+the DataLoader, every pipeline's loader runs at once (persistent workers, consumed one batch each in turn) and is
+charged the CPU time of its own workers (Linux /proc) and of the consuming thread in its `next`. Each ratio (ours /
+timm, ours / legacy) is then the ratio of images per CPU-second, with a 95% t interval over blocks of BLOCK batches.
 """
 from __future__ import annotations
 
@@ -260,6 +267,11 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=1, metavar="N",
                     help="passes per pipeline, in rounds (default 1); each figure is the best pass, the median "
                          "beside it: on a shared machine, 3 or more")
+    ap.add_argument("--interleave", action="store_true",
+                    help="paired timing for a shared machine: the pipelines take turns batch by batch (in-process) and "
+                         "their loaders run side by side (DataLoader), each timed by the CPU time it used, so a "
+                         "slow spell falls on all of them alike; ratios come with 95%% intervals over blocks of "
+                         "batches. --repeat N: N passes over the images")
     ap.add_argument("--out", help="the JSON (default bench/measured/<date>_bench_loader.json)")
     a = ap.parse_args(argv)
     n = 64 if a.quick else a.images
@@ -307,6 +319,9 @@ def main(argv=None) -> int:
     tt = create_transform(SIZE, is_training=True, scale=(0.08, 1.0), hflip=0.5, color_jitter=JITTER,
                           interpolation="bilinear", mean=IMAGENET_MEAN, std=IMAGENET_STD)
     in_process.append(("timm create_transform", lambda: [tt(_legacy_load_rgb(f)) for f in files], n))
+    # the same work one batch at a time (--interleave): name -> fn(indices of one batch)
+    steps = {name: functools.partial(lambda load, b: [load(files[i]) for i in b], load) for name, load in decoders}
+    steps["timm create_transform"] = lambda b: [tt(_legacy_load_rgb(files[i])) for i in b]
 
     samples = [Sample(p, i % 100) for i, p in enumerate(paths)]
     rows = store.rows(paths)
@@ -324,7 +339,13 @@ def main(argv=None) -> int:
             collate([item_ds[i] for i in b])
         in_process.append((name, functools.partial(lambda d, c: [c([d[i] for i in b]) for b in batches], item_ds,
                                                    collate), seen))
-    for rnd in range(a.repeat):
+        steps[name] = functools.partial(lambda d, c, b: c([d[i] for i in b]), item_ds, collate)
+    paired: dict = {}
+    if a.interleave:
+        paired["in_process"] = _interleaved_in_process(steps, batches, a.repeat)
+        for name, r in paired["in_process"]["pipelines"].items():
+            passes_in[name] = [(r["images_s"], r["images_per_cpu_s"])]
+    for rnd in range(0 if a.interleave else a.repeat):
         for name, fn, count in in_process:
             cpu: dict = {}
             rate = _rate(fn, count, cpu, name)
@@ -349,7 +370,8 @@ def main(argv=None) -> int:
             name = f"timm create_loader ({'8-bit collate, prefetcher normalises' if prefetch else 'normalised in workers'})"
             loader = create_loader(timm_ds, (3, SIZE, SIZE), BATCH, is_training=True, scale=(0.08, 1.0), hflip=0.5,
                                    color_jitter=JITTER, interpolation="bilinear", num_workers=w,
-                                   use_prefetcher=prefetch, device=torch.device("cpu"), persistent_workers=False)
+                                   use_prefetcher=prefetch, device=torch.device("cpu"),
+                                   persistent_workers=a.interleave)
             if init is not None:  # after timm's own worker seeding
                 dl = loader.loader if prefetch else loader
                 dl.worker_init_fn = functools.partial(_chain_init, dl.worker_init_fn)
@@ -357,8 +379,16 @@ def main(argv=None) -> int:
         for name, (item_ds, collate) in variants.items():
             loaders.append((name, w, torch.utils.data.DataLoader(item_ds, batch_size=BATCH, num_workers=w,
                                                                  collate_fn=collate, drop_last=True,
-                                                                 worker_init_fn=init), seen))
-    for rnd in range(a.repeat):
+                                                                 worker_init_fn=init,
+                                                                 persistent_workers=a.interleave), seen))
+    if a.interleave:
+        paired["dataloader"] = {}
+        for w in workers:
+            got = _interleaved_loaders([(nm, ld) for nm, ww, ld, _ in loaders if ww == w], a.repeat)
+            paired["dataloader"][w] = got
+            for name, r in got["pipelines"].items():
+                passes_loader.setdefault(name, {})[w] = [(r["images_per_cpu_s"] * w, r["images_per_cpu_s"] * w)]
+    for rnd in range(0 if a.interleave else a.repeat):
         for name, w, loader, count in loaders:
             cpu = {}
             rate = _rate(functools.partial(lambda ld: [None for _ in ld], loader), count, cpu, name)
@@ -398,11 +428,172 @@ def main(argv=None) -> int:
         "in_process_passes_images_s": {k: [r for r, _ in v] for k, v in passes_in.items()},
         "dataloader": ims_loader, "finish_cpu_ms_per_image": finish_ms,
     }
+    if a.interleave:
+        out["statistic"] = ("interleaved (paired): in-process, the pipelines took turns batch by batch, each rate its "
+                            "images over the wall and CPU time of its own batches; DataLoader, every pipeline's "
+                            "loader ran side by side, consumed in turns, each rate its images per CPU-second of its "
+                            "workers (and of the consuming process for its batches): images_s there is that per-core "
+                            "rate × workers, not a wall-clock rate. `paired` has ratios with 95% intervals over "
+                            "blocks of batches.")
+        out["paired"] = paired
     dest = Path(a.out or Path(__file__).parent / "measured" / f"{out['date']}_bench_loader.json")
     dest.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(dest, out)
     print(f"load average before {load_before[0]:.2f}, after {out['load_avg_after'][0]:.2f}; wrote {dest}")
     return 0
+
+
+# --- paired timing (--interleave) --------------------------------------------------------------------------------
+
+BLOCK = 6  # batches per block: the unit over which the paired ratios' intervals are taken
+
+
+def _ratio_pairs(names: list[str]) -> list[tuple[str, str]]:
+    """(ours, baseline): each of this project's pipelines against each timm pipeline and against its legacy self."""
+    timm_names = [n for n in names if n.startswith("timm")]
+    pairs = []
+    for n in names:
+        if n.startswith("ours") and "legacy" not in n:
+            pairs += [(n, t) for t in timm_names]
+            legacy = "ours legacy, " + n.split(", ", 1)[1]
+            if legacy in names:
+                pairs.append((n, legacy))
+    return pairs
+
+
+def _paired_ratios(names: list[str], cost: dict[str, list[float]], rates: dict[str, float]) -> dict:
+    """Rate ratios ours / baseline (of `rates`, images per CPU-second over the whole run), with a 95% t interval on
+    the mean log ratio of the per-block CPU costs (seconds) over the blocks: each block a paired observation, the
+    same images in the same minutes. Blocks next to each other share the machine's slow spells, so the interval
+    is approximate (no correction for that correlation); it is None with fewer than 2 blocks."""
+    from scipy import stats
+    out = {}
+    for a, b in _ratio_pairs(names):
+        ca, cb = np.asarray(cost[a]), np.asarray(cost[b])
+        ok = (ca > 0) & (cb > 0)
+        logs = np.log(cb[ok] / ca[ok])  # rate a / rate b = cost b / cost a (same images per block)
+        m = len(logs)
+        ratio = float(rates[a] / rates[b])
+        if m >= 2:
+            half = stats.t.ppf(0.975, m - 1) * logs.std(ddof=1) / np.sqrt(m)
+            lo, hi = float(np.exp(logs.mean() - half)), float(np.exp(logs.mean() + half))
+        else:
+            lo = hi = None
+        out[f"{a} / {b}"] = {"ratio": ratio, "ci95": [lo, hi], "blocks": m}
+    return out
+
+
+def _interleaved_in_process(steps: dict, batches: list[list[int]], passes: int) -> dict:
+    """Every pipeline one batch in turn (the first of the turn rotating), `passes` times over the batches: each
+    pipeline's images/s over its own batches' wall time, images per CPU-second over their thread CPU time."""
+    names = list(steps)
+    wall = {n: 0.0 for n in names}
+    cpu = {n: [0.0] for n in names}  # per block
+    k = 0
+    for _ in range(passes):
+        for b in batches:
+            if k and k % BLOCK == 0:
+                for n in names:
+                    cpu[n].append(0.0)
+            turn = names[k % len(names):] + names[:k % len(names)]
+            k += 1
+            for n in turn:
+                t, c = time.perf_counter(), time.thread_time()
+                steps[n](b)
+                cpu[n][-1] += time.thread_time() - c
+                wall[n] += time.perf_counter() - t
+    images = k * BATCH
+    pipes = {n: {"images_s": images / wall[n], "images_per_cpu_s": images / sum(cpu[n])} for n in names}
+    for n, r in pipes.items():
+        print(f"paired      {n:<46} {r['images_s']:8.1f} images/s ({r['images_per_cpu_s']:.1f} per CPU-second)",
+              flush=True)
+    ratios = _paired_ratios(names, cpu, {n: r['images_per_cpu_s'] for n, r in pipes.items()})
+    _print_ratios(ratios)
+    return {"pipelines": pipes, "ratios": ratios, "passes": passes, "batches": k, "block_batches": BLOCK}
+
+
+def _print_ratios(ratios: dict) -> None:
+    for pair, r in ratios.items():
+        lo, hi = r["ci95"]
+        ci = f" [{lo:.2f}, {hi:.2f}]" if lo is not None else ""
+        print(f"ratio       {pair:<70} {r['ratio']:.2f}×{ci}", flush=True)
+
+
+def _children() -> set[int]:
+    """PIDs of this process's children (Linux /proc)."""
+    me, out = os.getpid(), set()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+                out.add(int(d.name))
+    return out
+
+
+def _pids_cpu(pids) -> float:
+    """User + system CPU seconds of these processes (Linux /proc; a process gone counts 0)."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0
+    for pid in pids:
+        try:
+            f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(f[11]) + int(f[12])  # utime, stime: fields 14 and 15 of stat
+    return total / tick
+
+
+def _interleaved_loaders(loaders: list, passes: int) -> dict:
+    """Every loader (persistent workers) running side by side, consumed one batch each in turn for `passes` epochs:
+    each pipeline's images per CPU-second of its own workers plus the consuming thread's time in its `next`."""
+    names = [n for n, _ in loaders]
+    pids = {n: set() for n in names}
+    cost = {n: [] for n in names}  # CPU seconds per block
+    main = {n: 0.0 for n in names}
+    served = {n: 0 for n in names}
+    mark = {}
+
+    def cpu_now(n):
+        return _pids_cpu(pids[n]) + main[n]
+
+    for _ in range(passes):
+        its = {}
+        for n, ld in loaders:
+            before = _children()
+            c = time.thread_time()
+            its[n] = iter(ld)
+            first = next(its[n])
+            main[n] += time.thread_time() - c
+            pids[n] |= _children() - before
+            served[n] += len(first[1])
+        mark = {n: cpu_now(n) for n in names}
+        live, turns = list(names), 0
+        while live:
+            for n in list(live):
+                c = time.thread_time()
+                x = next(its[n], None)
+                main[n] += time.thread_time() - c
+                if x is None:
+                    live.remove(n)
+                else:
+                    served[n] += len(x[1])
+            turns += 1
+            if turns % BLOCK == 0 or not live:
+                now = {n: cpu_now(n) for n in names}
+                for n in names:
+                    cost[n].append(now[n] - mark[n])
+                mark = now
+        del its
+    pipes = {}
+    for n in names:
+        total = cpu_now(n)
+        pipes[n] = {"images_per_cpu_s": served[n] / total, "workers_pids": len(pids[n]), "images": served[n]}
+        print(f"paired      {n:<46} {pipes[n]['images_per_cpu_s']:8.1f} images per CPU-second", flush=True)
+    ratios = _paired_ratios(names, cost, {n: r['images_per_cpu_s'] for n, r in pipes.items()})
+    _print_ratios(ratios)
+    return {"pipelines": pipes, "ratios": ratios, "passes": passes, "block_batches": BLOCK}
 
 
 def _cpu_model() -> str:

@@ -43,3 +43,30 @@ def test_images_are_textured_and_deterministic():
     px = np.asarray(a)
     assert np.array_equal(px, np.asarray(b)) and px.shape == (90, 120, 3)
     assert px.std() > 20 and np.abs(np.diff(px.astype(int), axis=1)).mean() > 3  # content, not flat colour
+
+
+def test_interleaved_run_reports_paired_rates_and_ratios(tmp_path, monkeypatch):
+    monkeypatch.setenv("RELABEL_RUNS", str(tmp_path / "runs"))
+    out = tmp_path / "loader.json"
+    assert bench_loader.main(["--quick", "--interleave", "--pipeline", "device", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert "interleaved" in got["statistic"]
+    inp, dl = got["paired"]["in_process"], got["paired"]["dataloader"]["1"]
+    assert inp["pipelines"]["ours device, ReLabel"]["images_per_cpu_s"] > 0
+    assert got["in_process_images_s"]["ours device, ReLabel"] == inp["pipelines"]["ours device, ReLabel"]["images_s"]
+    ratio = inp["ratios"]["ours device, ReLabel / timm create_transform"]["ratio"]
+    rates = {n: r["images_per_cpu_s"] for n, r in inp["pipelines"].items()}
+    assert abs(ratio - rates["ours device, ReLabel"] / rates["timm create_transform"]) < 1e-9
+    assert dl["pipelines"]["ours device, ReLabel"]["workers_pids"] == 1  # one worker found and timed
+    assert "ours device, ReLabel / timm create_loader (normalised in workers)" in dl["ratios"]
+
+
+def test_paired_ratio_interval_covers_a_known_ratio():
+    """Blocks whose costs differ by a known factor (1.5) under shared, heavy noise: the ratio and its interval."""
+    rng = np.random.default_rng(0)
+    spell = rng.lognormal(0, 0.4, 40)  # the machine's speed, shared by both pipelines in each block
+    cost = {"ours x, y": list(spell * rng.lognormal(0, 0.05, 40)),
+            "timm t": list(1.5 * spell * rng.lognormal(0, 0.05, 40))}
+    r = bench_loader._paired_ratios(list(cost), cost, {"ours x, y": 1.5, "timm t": 1.0})["ours x, y / timm t"]
+    lo, hi = r["ci95"]
+    assert r["blocks"] == 40 and lo < 1.5 < hi and hi - lo < 0.1  # pairing removes the shared noise
