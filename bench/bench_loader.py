@@ -461,25 +461,22 @@ def _ratio_pairs(names: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def _paired_ratios(names: list[str], cost: dict[str, list[float]], rates: dict[str, float]) -> dict:
-    """Rate ratios ours / baseline (of `rates`, images per CPU-second over the whole run), with a 95% t interval on
-    the mean log ratio of the per-block CPU costs (seconds) over the blocks: each block a paired observation, the
-    same images in the same minutes. Blocks next to each other share the machine's slow spells, so the interval
-    is approximate (no correction for that correlation); it is None with fewer than 2 blocks."""
+def _paired_ratios(names: list[str], cost: dict[str, list[float]]) -> dict:
+    """Rate ratios ours / baseline from the CPU seconds each pipeline spent on the same blocks of batches (the same
+    images, the same minutes): the ratio of the summed costs, with a 95% BCa bootstrap interval over the blocks
+    (scipy.stats.bootstrap, paired). Blocks next to each other share a machine's slow spells, so the interval is
+    approximate; it is None with fewer than 3 blocks."""
     from scipy import stats
     out = {}
     for a, b in _ratio_pairs(names):
-        ca, cb = np.asarray(cost[a]), np.asarray(cost[b])
-        ok = (ca > 0) & (cb > 0)
-        logs = np.log(cb[ok] / ca[ok])  # rate a / rate b = cost b / cost a (same images per block)
-        m = len(logs)
-        ratio = float(rates[a] / rates[b])
-        if m >= 2:
-            half = stats.t.ppf(0.975, m - 1) * logs.std(ddof=1) / np.sqrt(m)
-            lo, hi = float(np.exp(logs.mean() - half)), float(np.exp(logs.mean() + half))
-        else:
-            lo = hi = None
-        out[f"{a} / {b}"] = {"ratio": ratio, "ci95": [lo, hi], "blocks": m}
+        ca, cb = np.asarray(cost[a], dtype=float), np.asarray(cost[b], dtype=float)
+        ratio = float(cb.sum() / ca.sum())  # rate a / rate b: the same images cost b this much more CPU
+        lo = hi = None
+        if len(ca) >= 3:
+            res = stats.bootstrap((ca, cb), lambda x, y, axis: y.sum(axis) / x.sum(axis), paired=True,
+                                  vectorized=True, n_resamples=2000, method="BCa", rng=np.random.default_rng(0))
+            lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        out[f"{a} / {b}"] = {"ratio": ratio, "ci95": [lo, hi], "blocks": int(len(ca))}
     return out
 
 
@@ -507,9 +504,10 @@ def _interleaved_in_process(steps: dict, batches: list[list[int]], passes: int) 
     for n, r in pipes.items():
         print(f"paired      {n:<46} {r['images_s']:8.1f} images/s ({r['images_per_cpu_s']:.1f} per CPU-second)",
               flush=True)
-    ratios = _paired_ratios(names, cpu, {n: r['images_per_cpu_s'] for n, r in pipes.items()})
+    ratios = _paired_ratios(names, cpu)
     _print_ratios(ratios)
-    return {"pipelines": pipes, "ratios": ratios, "passes": passes, "batches": k, "block_batches": BLOCK}
+    return {"pipelines": pipes, "ratios": ratios, "passes": passes, "batches": k, "block_batches": BLOCK,
+            "block_cpu_s": cpu}
 
 
 def _print_ratios(ratios: dict) -> None:
@@ -545,9 +543,26 @@ def _pids_cpu(pids) -> float:
     return total / tick
 
 
+def _quiesce(pids, poll: float = 0.05, timeout: float = 60.0) -> None:
+    """Wait until these processes stop using CPU (two polls apart without a tick): loader workers that have filled
+    their prefetch queues and wait."""
+    last, still, end = _pids_cpu(pids), 0, time.perf_counter() + timeout
+    while still < 2 and time.perf_counter() < end:
+        time.sleep(poll)
+        now = _pids_cpu(pids)
+        still, last = (still + 1 if now == last else 0), now
+
+
 def _interleaved_loaders(loaders: list, passes: int) -> dict:
     """Every loader (persistent workers) running side by side, consumed one batch each in turn for `passes` epochs:
-    each pipeline's images per CPU-second of its own workers plus the consuming thread's time in its `next`."""
+    each pipeline's images per CPU-second of its own workers plus the consuming thread's time in its `next`.
+
+    After each batch it takes, the consumer waits until that loader's workers are idle again (their prefetch queue
+    refilled, or their epoch done), so one loader's workers run at a time, as on a machine that runs one loader,
+    and not eight loaders' processes sharing one core's caches; the loaders still take turns within seconds, so a
+    slow spell falls on all of them. Between the ends of two blocks (BLOCK turns) each loader's workers made
+    exactly the batches consumed in the block, the same count for every loader, and the CPU they used is that
+    block's cost."""
     names = [n for n, _ in loaders]
     pids = {n: set() for n in names}
     cost = {n: [] for n in names}  # CPU seconds per block
@@ -568,6 +583,8 @@ def _interleaved_loaders(loaders: list, passes: int) -> dict:
             main[n] += time.thread_time() - c
             pids[n] |= _children() - before
             served[n] += len(first[1])
+        every = set().union(*pids.values())
+        _quiesce(every)
         mark = {n: cpu_now(n) for n in names}
         live, turns = list(names), 0
         while live:
@@ -579,8 +596,10 @@ def _interleaved_loaders(loaders: list, passes: int) -> dict:
                     live.remove(n)
                 else:
                     served[n] += len(x[1])
+                    _quiesce(pids[n], poll=0.02)  # its workers refill their queue alone: no other loader's at once
             turns += 1
             if turns % BLOCK == 0 or not live:
+                _quiesce(every)
                 now = {n: cpu_now(n) for n in names}
                 for n in names:
                     cost[n].append(now[n] - mark[n])
@@ -591,9 +610,9 @@ def _interleaved_loaders(loaders: list, passes: int) -> dict:
         total = cpu_now(n)
         pipes[n] = {"images_per_cpu_s": served[n] / total, "workers_pids": len(pids[n]), "images": served[n]}
         print(f"paired      {n:<46} {pipes[n]['images_per_cpu_s']:8.1f} images per CPU-second", flush=True)
-    ratios = _paired_ratios(names, cost, {n: r['images_per_cpu_s'] for n, r in pipes.items()})
+    ratios = _paired_ratios(names, cost)
     _print_ratios(ratios)
-    return {"pipelines": pipes, "ratios": ratios, "passes": passes, "block_batches": BLOCK}
+    return {"pipelines": pipes, "ratios": ratios, "passes": passes, "block_batches": BLOCK, "block_cpu_s": cost}
 
 
 def _cpu_model() -> str:
