@@ -30,7 +30,8 @@ On a shared machine whose speed drifts by tens of percent from minute to minute,
 compare different minutes. `--interleave` pairs them: in-process, every pipeline processes one batch in turn; through
 the DataLoader, every pipeline's loader runs at once (persistent workers, consumed one batch each in turn) and is
 charged the CPU time of its own workers (Linux /proc) and of the consuming thread in its `next`. Each ratio (ours /
-timm, ours / legacy) is then the ratio of images per CPU-second, with a 95% t interval over blocks of BLOCK batches.
+timm, ours / legacy) is then the ratio of images per CPU-second, with a 95% interval over blocks of batches
+(bench/paired.py).
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from bench.paired import interleaved_in_process, interleaved_loaders
 from relabel.records import git_state, runs_root, write_json_atomic
 
 BATCH = 64
@@ -342,7 +344,7 @@ def main(argv=None) -> int:
         steps[name] = functools.partial(lambda d, c, b: c([d[i] for i in b]), item_ds, collate)
     paired: dict = {}
     if a.interleave:
-        paired["in_process"] = _interleaved_in_process(steps, batches, a.repeat)
+        paired["in_process"] = interleaved_in_process(steps, batches, a.repeat, BATCH)
         for name, r in paired["in_process"]["pipelines"].items():
             passes_in[name] = [(r["images_s"], r["images_per_cpu_s"])]
     for rnd in range(0 if a.interleave else a.repeat):
@@ -384,7 +386,7 @@ def main(argv=None) -> int:
     if a.interleave:
         paired["dataloader"] = {}
         for w in workers:
-            got = _interleaved_loaders([(nm, ld) for nm, ww, ld, _ in loaders if ww == w], a.repeat)
+            got = interleaved_loaders([(nm, ld) for nm, ww, ld, _ in loaders if ww == w], a.repeat)
             paired["dataloader"][w] = got
             for name, r in got["pipelines"].items():
                 passes_loader.setdefault(name, {})[w] = [(r["images_per_cpu_s"] * w, r["images_per_cpu_s"] * w)]
@@ -441,178 +443,6 @@ def main(argv=None) -> int:
     write_json_atomic(dest, out)
     print(f"load average before {load_before[0]:.2f}, after {out['load_avg_after'][0]:.2f}; wrote {dest}")
     return 0
-
-
-# --- paired timing (--interleave) --------------------------------------------------------------------------------
-
-BLOCK = 6  # batches per block: the unit over which the paired ratios' intervals are taken
-
-
-def _ratio_pairs(names: list[str]) -> list[tuple[str, str]]:
-    """(ours, baseline): each of this project's pipelines against each timm pipeline and against its legacy self."""
-    timm_names = [n for n in names if n.startswith("timm")]
-    pairs = []
-    for n in names:
-        if n.startswith("ours") and "legacy" not in n:
-            pairs += [(n, t) for t in timm_names]
-            legacy = "ours legacy, " + n.split(", ", 1)[1]
-            if legacy in names:
-                pairs.append((n, legacy))
-    return pairs
-
-
-def _paired_ratios(names: list[str], cost: dict[str, list[float]]) -> dict:
-    """Rate ratios ours / baseline from the CPU seconds each pipeline spent on the same blocks of batches (the same
-    images, the same minutes): the ratio of the summed costs, with a 95% BCa bootstrap interval over the blocks
-    (scipy.stats.bootstrap, paired). Blocks next to each other share a machine's slow spells, so the interval is
-    approximate; it is None with fewer than 3 blocks."""
-    from scipy import stats
-    out = {}
-    for a, b in _ratio_pairs(names):
-        ca, cb = np.asarray(cost[a], dtype=float), np.asarray(cost[b], dtype=float)
-        ratio = float(cb.sum() / ca.sum())  # rate a / rate b: the same images cost b this much more CPU
-        lo = hi = None
-        if len(ca) >= 3:
-            res = stats.bootstrap((ca, cb), lambda x, y, axis: y.sum(axis) / x.sum(axis), paired=True,
-                                  vectorized=True, n_resamples=2000, method="BCa", rng=np.random.default_rng(0))
-            lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
-        out[f"{a} / {b}"] = {"ratio": ratio, "ci95": [lo, hi], "blocks": int(len(ca))}
-    return out
-
-
-def _interleaved_in_process(steps: dict, batches: list[list[int]], passes: int) -> dict:
-    """Every pipeline one batch in turn (the first of the turn rotating), `passes` times over the batches: each
-    pipeline's images/s over its own batches' wall time, images per CPU-second over their thread CPU time."""
-    names = list(steps)
-    wall = {n: 0.0 for n in names}
-    cpu = {n: [0.0] for n in names}  # per block
-    k = 0
-    for _ in range(passes):
-        for b in batches:
-            if k and k % BLOCK == 0:
-                for n in names:
-                    cpu[n].append(0.0)
-            turn = names[k % len(names):] + names[:k % len(names)]
-            k += 1
-            for n in turn:
-                t, c = time.perf_counter(), time.thread_time()
-                steps[n](b)
-                cpu[n][-1] += time.thread_time() - c
-                wall[n] += time.perf_counter() - t
-    images = k * BATCH
-    pipes = {n: {"images_s": images / wall[n], "images_per_cpu_s": images / sum(cpu[n])} for n in names}
-    for n, r in pipes.items():
-        print(f"paired      {n:<46} {r['images_s']:8.1f} images/s ({r['images_per_cpu_s']:.1f} per CPU-second)",
-              flush=True)
-    ratios = _paired_ratios(names, cpu)
-    _print_ratios(ratios)
-    return {"pipelines": pipes, "ratios": ratios, "passes": passes, "batches": k, "block_batches": BLOCK,
-            "block_cpu_s": cpu}
-
-
-def _print_ratios(ratios: dict) -> None:
-    for pair, r in ratios.items():
-        lo, hi = r["ci95"]
-        ci = f" [{lo:.2f}, {hi:.2f}]" if lo is not None else ""
-        print(f"ratio       {pair:<70} {r['ratio']:.2f}×{ci}", flush=True)
-
-
-def _children() -> set[int]:
-    """PIDs of this process's children (Linux /proc)."""
-    me, out = os.getpid(), set()
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                stat = (d / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
-                out.add(int(d.name))
-    return out
-
-
-def _pids_cpu(pids) -> float:
-    """User + system CPU seconds of these processes (Linux /proc; a process gone counts 0)."""
-    tick, total = os.sysconf("SC_CLK_TCK"), 0
-    for pid in pids:
-        try:
-            f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(f[11]) + int(f[12])  # utime, stime: fields 14 and 15 of stat
-    return total / tick
-
-
-def _quiesce(pids, poll: float = 0.05, timeout: float = 60.0) -> None:
-    """Wait until these processes stop using CPU (two polls apart without a tick): loader workers that have filled
-    their prefetch queues and wait."""
-    last, still, end = _pids_cpu(pids), 0, time.perf_counter() + timeout
-    while still < 2 and time.perf_counter() < end:
-        time.sleep(poll)
-        now = _pids_cpu(pids)
-        still, last = (still + 1 if now == last else 0), now
-
-
-def _interleaved_loaders(loaders: list, passes: int) -> dict:
-    """Every loader (persistent workers) running side by side, consumed one batch each in turn for `passes` epochs:
-    each pipeline's images per CPU-second of its own workers plus the consuming thread's time in its `next`.
-
-    After each batch it takes, the consumer waits until that loader's workers are idle again (their prefetch queue
-    refilled, or their epoch done), so one loader's workers run at a time, as on a machine that runs one loader,
-    and not eight loaders' processes sharing one core's caches; the loaders still take turns within seconds, so a
-    slow spell falls on all of them. Between the ends of two blocks (BLOCK turns) each loader's workers made
-    exactly the batches consumed in the block, the same count for every loader, and the CPU they used is that
-    block's cost."""
-    names = [n for n, _ in loaders]
-    pids = {n: set() for n in names}
-    cost = {n: [] for n in names}  # CPU seconds per block
-    main = {n: 0.0 for n in names}
-    served = {n: 0 for n in names}
-    mark = {}
-
-    def cpu_now(n):
-        return _pids_cpu(pids[n]) + main[n]
-
-    for _ in range(passes):
-        its = {}
-        for n, ld in loaders:
-            before = _children()
-            c = time.thread_time()
-            its[n] = iter(ld)
-            first = next(its[n])
-            main[n] += time.thread_time() - c
-            pids[n] |= _children() - before
-            served[n] += len(first[1])
-        every = set().union(*pids.values())
-        _quiesce(every)
-        mark = {n: cpu_now(n) for n in names}
-        live, turns = list(names), 0
-        while live:
-            for n in list(live):
-                c = time.thread_time()
-                x = next(its[n], None)
-                main[n] += time.thread_time() - c
-                if x is None:
-                    live.remove(n)
-                else:
-                    served[n] += len(x[1])
-                    _quiesce(pids[n], poll=0.02)  # its workers refill their queue alone: no other loader's at once
-            turns += 1
-            if turns % BLOCK == 0 or not live:
-                _quiesce(every)
-                now = {n: cpu_now(n) for n in names}
-                for n in names:
-                    cost[n].append(now[n] - mark[n])
-                mark = now
-        del its
-    pipes = {}
-    for n in names:
-        total = cpu_now(n)
-        pipes[n] = {"images_per_cpu_s": served[n] / total, "workers_pids": len(pids[n]), "images": served[n]}
-        print(f"paired      {n:<46} {pipes[n]['images_per_cpu_s']:8.1f} images per CPU-second", flush=True)
-    ratios = _paired_ratios(names, cost)
-    _print_ratios(ratios)
-    return {"pipelines": pipes, "ratios": ratios, "passes": passes, "block_batches": BLOCK, "block_cpu_s": cost}
 
 
 def _cpu_model() -> str:

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from bench import bench_loader
+from bench import bench_loader, paired
 
 
 def test_quick_run_writes_every_rate(tmp_path, monkeypatch):
@@ -67,7 +67,7 @@ def test_paired_ratio_interval_covers_a_known_ratio():
     spell = rng.lognormal(0, 0.4, 40)  # the machine's speed, shared by both pipelines in each block
     cost = {"ours x, y": list(spell * rng.lognormal(0, 0.05, 40)),
             "timm t": list(1.5 * spell * rng.lognormal(0, 0.05, 40))}
-    r = bench_loader._paired_ratios(list(cost), cost)["ours x, y / timm t"]
+    r = paired.paired_ratios(list(cost), cost)["ours x, y / timm t"]
     lo, hi = r["ci95"]
     assert r["blocks"] == 40 and lo < r["ratio"] < hi and lo < 1.5 < hi and hi - lo < 0.1  # pairing: shared noise gone
     unpaired = np.exp(np.std(np.log(spell)) * 2 / np.sqrt(40))  # what the spells alone would put on an unpaired ratio
