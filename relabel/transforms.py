@@ -72,6 +72,20 @@ def compose_crop(state: CropBox, rel: tuple[float, float, float, float]) -> Crop
     return CropBox(x1, state.y1 + v1 * bh, x2, state.y1 + v2 * bh, state.flipped)
 
 
+_STANDINS: dict[tuple[int, int], torch.Tensor] = {}
+
+
+def _standin(height: int, width: int) -> torch.Tensor:
+    """A zero-stride [3, height, width] tensor, no pixels: what RandomResizedCrop.get_params reads (only the size)
+    of an image held as an array; cached per size (most ImageNet images share a few sizes; making one costs ~50 µs)."""
+    t = _STANDINS.get((height, width))
+    if t is None:
+        if len(_STANDINS) >= 1024:
+            _STANDINS.clear()
+        t = _STANDINS[height, width] = torch.zeros(()).expand(3, height, width)
+    return t
+
+
 class RandomResizedCropWithBox(T.RandomResizedCrop):
     """torchvision's RandomResizedCrop (same parameters, same random draws) that also returns the crop box.
 
@@ -83,8 +97,7 @@ class RandomResizedCropWithBox(T.RandomResizedCrop):
         state = CropBox() if state is None else state
         if isinstance(img, np.ndarray):
             height, width = img.shape[:2]
-            # get_params reads only the size: a zero-stride stand-in of the right shape, no pixels
-            i, j, h, w = self.get_params(torch.zeros(()).expand(3, height, width), self.scale, self.ratio)
+            i, j, h, w = self.get_params(_standin(height, width), self.scale, self.ratio)
             out = F.resize(Image.fromarray(img[i:i + h, j:j + w]), self.size, self.interpolation,
                            antialias=self.antialias)
         else:
