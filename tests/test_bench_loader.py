@@ -72,3 +72,14 @@ def test_paired_ratio_interval_covers_a_known_ratio():
     assert r["blocks"] == 40 and lo < r["ratio"] < hi and lo < 1.5 < hi and hi - lo < 0.1  # pairing: shared noise gone
     unpaired = np.exp(np.std(np.log(spell)) * 2 / np.sqrt(40))  # what the spells alone would put on an unpaired ratio
     assert hi / lo < unpaired
+
+
+def test_resize_parity_reports_the_difference_and_the_costs(tmp_path, monkeypatch):
+    from bench import resize_parity
+    monkeypatch.setenv("RELABEL_RUNS", str(tmp_path / "runs"))
+    out = tmp_path / "parity.json"
+    assert resize_parity.main(["--images", "8", "--crops", "8", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["crops"] == 8 and 0 <= got["max_abs_diff"] <= 2  # float vs PIL's fixed point: rounding, no more
+    assert 0 < got["mean_fraction_of_values_differing"] < 0.5
+    assert all(v > 0 for v in got["cpu_ms_per_crop"].values())
