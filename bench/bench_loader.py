@@ -389,7 +389,7 @@ def main(argv=None) -> int:
             got = interleaved_loaders([(nm, ld) for nm, ww, ld, _ in loaders if ww == w], a.repeat)
             paired["dataloader"][w] = got
             for name, r in got["pipelines"].items():
-                passes_loader.setdefault(name, {})[w] = [(r["images_per_cpu_s"] * w, r["images_per_cpu_s"] * w)]
+                passes_loader.setdefault(name, {})[w] = [(r["images_per_cpu_s"] * w, r["images_per_cpu_s"])]
     for rnd in range(0 if a.interleave else a.repeat):
         for name, w, loader, count in loaders:
             cpu = {}

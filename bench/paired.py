@@ -4,7 +4,8 @@ A machine shared with other work drifts in speed by tens of percent from minute 
 after another compare different minutes. Here they take turns: in-process, one batch each in turn; through the
 DataLoader, every pipeline's loader runs with persistent workers, consumed one batch each in turn, and each is
 charged the CPU time of its own workers (Linux /proc) and of the consuming thread in its `next`. A ratio (ours /
-timm, ours / legacy) is the ratio of CPU seconds spent on the same images in the same minutes, with a 95% BCa
+timm, ours / legacy) is the ratio of CPU seconds spent on the same batches' worth of images in the same minutes
+(the same images, but for timm's loaders, which shuffle: those see the same images per epoch), with a 95% BCa
 bootstrap interval over blocks of BLOCK batches (scipy.stats.bootstrap, paired; Efron & Tibshirani 1993, ch. 14).
 """
 from __future__ import annotations
@@ -40,7 +41,7 @@ def paired_ratios(names: list[str], cost: dict[str, list[float]]) -> dict:
     out = {}
     for a, b in _ratio_pairs(names):
         ca, cb = np.asarray(cost[a], dtype=float), np.asarray(cost[b], dtype=float)
-        ratio = float(cb.sum() / ca.sum())  # rate a / rate b: the same images cost b this much more CPU
+        ratio = float(cb.sum() / ca.sum())  # rate a / rate b: as many images cost b this much more CPU
         lo = hi = None
         if len(ca) >= 3:
             res = stats.bootstrap((ca, cb), lambda x, y, axis: y.sum(axis) / x.sum(axis), paired=True,
@@ -54,6 +55,8 @@ def interleaved_in_process(steps: dict, batches: list[list[int]], passes: int, b
     """Every pipeline one batch in turn (the first of the turn rotating), `passes` times over the batches: each
     pipeline's images/s over its own batches' wall time, images per CPU-second over their thread CPU time."""
     names = list(steps)
+    for n in names:  # untimed: a pipeline's first batch pays one-off set-up (decoder tables, buffers)
+        steps[n](batches[0])
     wall = {n: 0.0 for n in names}
     cpu = {n: [0.0] for n in names}  # per block
     k = 0
@@ -113,14 +116,15 @@ def _pids_cpu(pids) -> float:
     return total / tick
 
 
-def _quiesce(pids, poll: float = 0.05, timeout: float = 60.0) -> None:
+def _quiesce(pids, poll: float = 0.05, timeout: float = 60.0) -> bool:
     """Wait until these processes stop using CPU (two polls apart without a tick): loader workers that have filled
-    their prefetch queues and wait."""
+    their prefetch queues and wait. False if they were still busy after `timeout` seconds."""
     last, still, end = _pids_cpu(pids), 0, time.perf_counter() + timeout
     while still < 2 and time.perf_counter() < end:
         time.sleep(poll)
         now = _pids_cpu(pids)
         still, last = (still + 1 if now == last else 0), now
+    return still >= 2
 
 
 def interleaved_loaders(loaders: list, passes: int) -> dict:
@@ -132,13 +136,18 @@ def interleaved_loaders(loaders: list, passes: int) -> dict:
     and not eight loaders' processes sharing one core's caches; the loaders still take turns within seconds, so a
     slow spell falls on all of them. Between the ends of two blocks (BLOCK turns) each loader's workers made
     exactly the batches consumed in the block, the same count for every loader, and the CPU they used is that
-    block's cost."""
+    block's cost. A loader that holds batches back beyond its workers' queue (timm's PrefetchLoader keeps one) is
+    lined up first: the others take that many more batches before the blocks start, so every loader's workers have
+    made the same number of batches at every block's end. A loader that shuffles (timm's) sees other images than
+    ours in a block, the same images over an epoch."""
     names = [n for n, _ in loaders]
     pids = {n: set() for n in names}
     cost = {n: [] for n in names}  # CPU seconds per block
     main = {n: 0.0 for n in names}
     served = {n: 0 for n in names}
     mark = {}
+    ahead = {n: int(type(ld).__name__ == "PrefetchLoader") for n, ld in loaders}  # batches held past the queue
+    timeouts = 0
 
     def cpu_now(n):
         return _pids_cpu(pids[n]) + main[n]
@@ -153,8 +162,13 @@ def interleaved_loaders(loaders: list, passes: int) -> dict:
             main[n] += time.thread_time() - c
             pids[n] |= _children() - before
             served[n] += len(first[1])
+            for _ in range(max(ahead.values()) - ahead[n]):  # line up with the loaders that hold one back
+                c = time.thread_time()
+                x = next(its[n], None)  # None: an epoch that short is already over
+                main[n] += time.thread_time() - c
+                served[n] += len(x[1]) if x is not None else 0
         every = set().union(*pids.values())
-        _quiesce(every)
+        timeouts += not _quiesce(every)
         mark = {n: cpu_now(n) for n in names}
         live, turns = list(names), 0
         while live:
@@ -166,10 +180,11 @@ def interleaved_loaders(loaders: list, passes: int) -> dict:
                     live.remove(n)
                 else:
                     served[n] += len(x[1])
-                    _quiesce(pids[n], poll=0.02)  # its workers refill their queue alone: no other loader's at once
+                    # its workers refill their queue alone: no other loader's at once
+                    timeouts += not _quiesce(pids[n], poll=0.02)
             turns += 1
             if turns % BLOCK == 0 or not live:
-                _quiesce(every)
+                timeouts += not _quiesce(every)
                 now = {n: cpu_now(n) for n in names}
                 for n in names:
                     cost[n].append(now[n] - mark[n])
@@ -182,6 +197,9 @@ def interleaved_loaders(loaders: list, passes: int) -> dict:
         print(f"paired      {n:<46} {pipes[n]['images_per_cpu_s']:8.1f} images per CPU-second", flush=True)
     ratios = paired_ratios(names, cost)
     _print_ratios(ratios)
-    return {"pipelines": pipes, "ratios": ratios, "passes": passes, "block_batches": BLOCK, "block_cpu_s": cost}
+    if timeouts:
+        print(f"warning: {timeouts} waits for idle workers timed out; those blocks' costs are blurred", flush=True)
+    return {"pipelines": pipes, "ratios": ratios, "passes": passes, "block_batches": BLOCK, "block_cpu_s": cost,
+            "quiesce_timeouts": timeouts}
 
 
