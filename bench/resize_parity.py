@@ -66,8 +66,8 @@ def main(argv=None) -> int:
                 f"RandomResizedCrop crops of the loader benchmark's JPEGs to {SIZE} px",
         "crops": n, "max_abs_diff": max(worst), "crops_with_max_diff_over_1": sum(v > 1 for v in worst),
         "mean_fraction_of_values_differing": float(np.mean(differing)),
-        "cpu_ms_per_crop": {  # thread CPU time, one thread"PIL crop + resize": 1000 * pil_ms / n, "crop copy alone": 1000 * copy_ms / n,
-                            "torch interpolate on this CPU": 1000 * torch_ms / n},
+        "cpu_ms_per_crop": {"PIL crop + resize": 1000 * pil_ms / n, "crop copy alone": 1000 * copy_ms / n,
+                            "torch interpolate on this CPU": 1000 * torch_ms / n},  # thread CPU time
         "commit": git_state().get("sha"), "date": datetime.date.today().isoformat(), "torch": torch.__version__,
     }
     dest = Path(a.out or Path(__file__).parent / "measured" / f"{out['date']}_resize_parity.json")
