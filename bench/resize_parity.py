@@ -33,6 +33,7 @@ def main(argv=None) -> int:
     import torchvision.transforms as T
 
     from relabel.loader import load_rgb
+    from relabel.transforms import _standin
     torch.set_num_threads(1)
     data = runs_root() / "bench" / f"loader-v{DATA_VERSION}-{a.images}"
     paths = build_images(data / "images", a.images)[: a.crops]
@@ -44,7 +45,7 @@ def main(argv=None) -> int:
         arr = np.asarray(load_rgb(data / "images" / p))
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(int(torch.randint(0, 2**31, (1,), generator=g)))
-            i, j, h, w = T.RandomResizedCrop.get_params(torch.zeros(()).expand(3, *arr.shape[:2]), (0.08, 1.0),
+            i, j, h, w = T.RandomResizedCrop.get_params(_standin(*arr.shape[:2]), (0.08, 1.0),
                                                         (3 / 4, 4 / 3))
         t = time.thread_time()
         ref = np.asarray(Image.fromarray(arr[i:i + h, j:j + w]).resize((SIZE, SIZE), Image.BILINEAR))
