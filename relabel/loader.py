@@ -95,9 +95,10 @@ def load_rgb(path: str | os.PathLike, index: int | None = None, *, transient: bo
 
     `transient=True` (the training loader's reads): such a JPEG comes back as a read-only ``[H, W, 3]`` uint8 array
     decoded into this thread's reusable output buffer, valid only until this thread's next transient read, so the
-    caller must copy what it keeps. `RandomResizedCropWithBox` makes a PIL image of its crop alone, which skips
-    building the whole image in PIL and cropping it (issue 27: ~0.15 ms of ~2.6 per ImageNet-like file) and the page
-    faults of a fresh output array per file. Every other image is a PIL image, as without it."""
+    caller must copy what it keeps. `RandomResizedCropWithBox` copies its crop out and resizes it with torch's uint8
+    kernel (`relabel.transforms.resize_u8`, within 2 levels of PIL's resize), which skips building the whole image
+    in PIL, cropping it and PIL's slower resize (issue 27), and the page faults of a fresh output array per file.
+    Every other image is a PIL image, as without it."""
     try:
         data = _read_jpeg(path)  # a JPEG, whatever its name says
         if data is not None:
