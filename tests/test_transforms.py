@@ -167,3 +167,19 @@ def test_finish_on_the_8bit_path_matches_the_per_image_pipeline(device, chunk_by
     batch_wide = a.finish_batch(Pending(pending.pixels.contiguous(), pending.order, pending.factors))
     if device == "cpu":
         assert torch.equal(got, batch_wide)
+
+
+def test_collate_pending_stacks_planar_and_pil_pixels_as_they_lie():
+    """resize_u8's planar [3, H, W] pixels collate to a contiguous NCHW batch, PIL's [H, W, 3] views to a
+    channels-last one (no transposing copy either way); the values, the draws and `finish`'s output are the same."""
+    from relabel.transforms import BatchedColorJitterNormalize, Pending, collate_pending
+    g = torch.Generator().manual_seed(0)
+    planar = [torch.randint(0, 256, (3, 20, 24), dtype=torch.uint8, generator=g) for _ in range(5)]
+    views = [p.permute(1, 2, 0).contiguous().permute(2, 0, 1) for p in planar]  # what pil_to_tensor gives
+    draws = [(torch.randperm(4, generator=g), 0.6 + 0.8 * torch.rand(3, generator=g)) for _ in planar]
+    a = collate_pending([Pending(p, o, f) for p, (o, f) in zip(planar, draws)])
+    b = collate_pending([Pending(p, o, f) for p, (o, f) in zip(views, draws)])
+    assert a.pixels.is_contiguous() and b.pixels.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(a.pixels, b.pixels) and torch.equal(a.order, b.order) and torch.equal(a.factors, b.factors)
+    jit = BatchedColorJitterNormalize(0.4, 0.4, 0.4)
+    assert torch.equal(jit.finish(a), jit.finish(b))
