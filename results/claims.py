@@ -318,6 +318,16 @@ def _every_note(r: Row, rows: list[Row]) -> str:
             + ("holds" if held == k else f"not shown, {held} of {k} hold"))
 
 
+def _nonzero_note(r: Row) -> str:
+    """An 'equivalent' row whose 95% interval excludes 0: equivalence bounds the difference by the margin, it does
+    not say there is none (a result can be equivalent and different from 0 at once: Lakens 2017)."""
+    if r.verdict != "equivalent" or r.interval is None or r.interval.lo <= 0 <= r.interval.hi:
+        return ""
+    margin = MARGINS.get(r.claim.id, MIN_EFFECT.get(r.claim.ref, 2.0))
+    return (f"equivalent within ±{margin:g}, yet the 95% interval excludes 0: a difference smaller than the margin, "
+            "not none")
+
+
 def note(r: Row, rows: list[Row] | None = None) -> str:
     """The note column: why a row says less than its verdict, on what it is conditional, what it repeats; for a
     pooled row (given every row), how many of its members hold on their own."""
@@ -327,6 +337,7 @@ def note(r: Row, rows: list[Row] | None = None) -> str:
              NOT_TESTABLE.get(cid, "") if r.verdict == "not testable at mini" else "",
              "computed from the recipe, not measured: no noise to judge" if r.verdict == "computed" else "",
              _every_note(r, rows) if isinstance(r.claim, Family) and rows is not None else "",
+             _nonzero_note(r),
              ("seeds only: test-set noise is not counted (the records keep no per-image outcomes of this metric), "
               "so the interval is too narrow by that part") if r.test_noise == "seeds only" and r.interval else ""]
     return "; ".join(p for p in parts if p)

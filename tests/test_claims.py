@@ -125,6 +125,16 @@ def test_a_pooled_row_says_whether_every_member_holds_on_its_own():
     assert ledger.paper_text(fam) == "> 0 (mean of cells)"
 
 
+def test_an_equivalent_row_whose_interval_excludes_0_says_it_is_not_no_difference():
+    """TOST's 'equivalent' bounds the difference by the margin; when the 95% interval also excludes 0 the note says
+    so, and only then (the verdict is the pre-registered one either way)."""
+    beyond = _judge("same", (2, 2.2, 1.8), (1, 1, 1))  # d = (1, 1.2, 0.8): 95% interval [0.50, 1.50]
+    around = _judge("same", (1.1, 0.9, 1.05), (1, 1, 1))  # d = (0.1, −0.1, 0.05): covers 0
+    assert beyond.verdict == around.verdict == "equivalent"
+    assert "excludes 0" in claims.note(beyond) and "excludes 0" not in claims.note(around)
+    assert "excludes 0" not in claims.note(_judge("more", (2, 2.2, 1.8), (1, 1, 1)))
+
+
 def test_a_seeds_only_row_says_its_interval_leaves_the_test_set_out():
     row = _judge("more", (2, 2.2, 1.8), (1, 1, 1))  # hand-made cells: no records, so seed noise alone
     assert row.test_noise == "seeds only" and "too narrow" in claims.note(row)
