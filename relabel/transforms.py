@@ -96,7 +96,7 @@ def resize_u8(crop: np.ndarray, size) -> torch.Tensor:
     and no tensor over the transient read's read-only buffer."""
     x = torch.from_numpy(np.array(crop)).permute(2, 0, 1).unsqueeze(0)
     return torch.nn.functional.interpolate(x, size=tuple(size), mode="bilinear", antialias=True,
-                                           align_corners=False)[0]
+                                           align_corners=False)[0].contiguous()  # planar (a 1×1 crop's may not be)
 
 
 class RandomResizedCropWithBox(T.RandomResizedCrop):
@@ -104,9 +104,12 @@ class RandomResizedCropWithBox(T.RandomResizedCrop):
 
     It also takes an ``[H, W, 3]`` uint8 array (`relabel.loader.load_rgb`'s transient read of a JPEG, the training
     loader's path at full scale): the crop is cut from the array and resized by torch's uint8 kernel
-    (`resize_u8`) into a uint8 ``[3, H, W]`` tensor, within 2 levels of PIL's resize (bilinear; any other
-    interpolation goes through PIL, the same pixels as cropping a PIL image). The box and the draws are the same
-    either way. A PIL image (the mini world's PNGs, a cached dataset) goes through torchvision's PIL path."""
+    (`resize_u8`) into a uint8 ``[3, H, W]`` tensor, within 2 levels of PIL's resize (bilinear with antialiasing;
+    any other interpolation, or ``antialias=False``, goes through PIL: the same pixels as cropping a PIL image). The
+    box and the draws are the same either way. A PIL image (the mini world's PNGs, a cached dataset) goes through
+    torchvision's PIL path. So the pixels of a JPEG dataset depend on whether it is cached (``cache_images``), which
+    no recipe hash covers, and torch's kernel may round differently on a CPU without AVX2 (within the same 2
+    levels, tested wherever the tests run)."""
 
     def forward(self, img, state: CropBox | None = None):
         state = CropBox() if state is None else state

@@ -82,7 +82,7 @@ def test_resize_parity_reports_the_difference_and_the_costs(tmp_path, monkeypatc
     got = json.loads(out.read_text())
     assert got["crops"] == 8 and 0 <= got["max_abs_diff"] <= 2  # float vs PIL's fixed point: rounding, no more
     assert 0 < got["mean_fraction_of_values_differing"] < 0.5
-    assert 0 <= got["uint8_kernel"]["max_abs_diff"] <= 2 and got["uint8_kernel"]["crops_with_max_diff_over_1"] <= 8
+    assert 0 <= got["uint8_kernel"]["max_abs_diff"] <= 2
     assert set(got["cpu_ms_per_crop"]) == {"PIL crop + resize", "crop copy alone", "torch interpolate on this CPU",
                                            "resize_u8 (crop copy + uint8 kernel)"}
     assert all(v > 0 for v in got["cpu_ms_per_crop"].values())

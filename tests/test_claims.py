@@ -133,6 +133,9 @@ def test_an_equivalent_row_whose_interval_excludes_0_says_it_is_not_no_differenc
     assert beyond.verdict == around.verdict == "equivalent"
     assert "excludes 0" in claims.note(beyond) and "excludes 0" not in claims.note(around)
     assert "excludes 0" not in claims.note(_judge("more", (2, 2.2, 1.8), (1, 1, 1)))
+    # d = (1, 1.5, 0.5): 90% interval [0.16, 1.84] (inside ±2, beyond 0), 95% [−0.24, 2.24]: the note reads the 95%
+    at90 = _judge("same", (2, 2.5, 1.5), (1, 1, 1))
+    assert at90.verdict == "equivalent" and "excludes 0" not in claims.note(at90)
 
 
 def test_a_seeds_only_row_says_its_interval_leaves_the_test_set_out():

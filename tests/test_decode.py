@@ -134,6 +134,10 @@ def test_the_training_transform_gives_the_same_sample_from_an_array_or_a_pil_ima
         Image.fromarray(_texture(h, w, seed=k)).save(tmp_path / names[-1], quality=88)
     samples = [Sample(n, 0) for n in names]
     levels = torch.tensor(IMAGENET_STD).view(3, 1, 1) * 255
+    from relabel.loader import load_rgb
+    from relabel.transforms import RandomResizedCropWithBox
+    arr = load_rgb(tmp_path / names[0], transient=True)
+    assert isinstance(arr, np.ndarray) and isinstance(RandomResizedCropWithBox(8)(arr)[0], torch.Tensor)  # resize_u8
     for tr in (train_transform(56, (0.08, 1.0), 0.4, hflip), train_transform(56, (0.08, 1.0), 0.4, hflip, False)):
         lazy, cached = (TrainSet(tmp_path, samples, tr, seed=9, cache=c) for c in (False, True))
         for epoch in range(3):
@@ -160,7 +164,8 @@ def test_resize_u8_is_within_two_levels_of_pils_resize():
         h, w = (int(v) for v in rng.integers(8, 400, 2))
         img = _texture(h, w, seed=k) if k % 2 else rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         size = [int(v) for v in rng.integers(8, 300, 2)]
-        want = np.asarray(Image.fromarray(img).resize(size[::-1], Image.BILINEAR))
-        got = resize_u8(img[:, ::-1][:, ::-1], size)  # a strided view, as a crop of the transient array is
-        assert got.dtype == torch.uint8 and got.shape == (3, *size)
+        crop = img[1:-1, 2:-1]  # a strided view, as a crop of the transient array is
+        want = np.asarray(Image.fromarray(crop).resize(size[::-1], Image.BILINEAR))
+        got = resize_u8(crop, size)
+        assert got.dtype == torch.uint8 and got.shape == (3, *size) and got.is_contiguous()
         assert np.abs(got.permute(1, 2, 0).numpy().astype(int) - want).max() <= 2
