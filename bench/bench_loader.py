@@ -222,23 +222,24 @@ class _Collate:
 
 # --- timing -------------------------------------------------------------------------------------------------------
 
-def _cpu_s() -> float:
-    """CPU seconds of this process and of its finished children (joined DataLoader workers)."""
+def _cpu_parts() -> tuple[float, float]:
+    """CPU seconds of this process, and of its finished children (joined DataLoader workers)."""
     import resource
     c = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.process_time() + c.ru_utime + c.ru_stime
+    return time.process_time(), c.ru_utime + c.ru_stime
 
 
 def _rate(fn, n: int, cpu: dict | None = None, key=None) -> float:
-    """Images/s of wall time; with `cpu`, also images per CPU-second (all processes, workers joined) into cpu[key]:
-    the per-core rate that other load on a shared machine does not lower."""
-    t, c = time.perf_counter(), _cpu_s()
+    """Images/s of wall time; with `cpu`, also images per CPU-second (this process and its joined workers) into
+    cpu[key]: the per-core rate that other load on a shared machine does not lower."""
+    t, (own, kids) = time.perf_counter(), _cpu_parts()
     fn()
     wall = time.perf_counter() - t
     if cpu is not None:
         import gc
-        gc.collect()  # a finished loader's iterator: its workers are joined, so their CPU time is counted
-        cpu[key] = n / max(_cpu_s() - c, 1e-9)
+        own_after = time.process_time()  # before the collection: its own CPU (~0.1-0.2 s with torch and timm
+        gc.collect()  # loaded) is no pipeline's; it reaps a finished loader's workers, whose CPU time then counts
+        cpu[key] = n / max(own_after - own + _cpu_parts()[1] - kids, 1e-9)
     return n / wall
 
 
