@@ -79,7 +79,7 @@ $(RENDER_ONLY): setup  # the costs table: filled by `make bench` records, nothin
 
 bench: setup
 	$(VPY) -m bench.bench_step --out runs/bench/bench_step.json
-	$(VPY) -m bench.bench_loader --out runs/bench/bench_loader.json
+	$(VPY) -m bench.bench_loader --pin --interleave --out runs/bench/bench_loader.json
 	$(VPY) -m bench.bench_pooling --out runs/bench/bench_pooling.json --scale $(SCALE) \
 		--records $$($(VPY) -c "from relabel.records import default_records_path as p; print(p('$(SCALE)'))")
 	$(VPY) -m results.make costs --scale $(SCALE) --no-run
