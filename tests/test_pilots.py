@@ -8,8 +8,7 @@ from results.pilots.verdicts import verdicts
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_p1_verdicts_in_the_docs_come_from_its_records(monkeypatch):
-    monkeypatch.setenv("RELABEL_PUBLISHED", str(ROOT / "results"))  # the committed records, read only
+def test_p1_verdicts_in_the_docs_come_from_its_records():
     lines = verdicts("P1")
     docs = (ROOT / "docs" / "mini-world.md").read_text()
     assert lines[0].startswith("1. speed") and "156.6 s" in lines[0] and "not met" in lines[0] and "156.6 s" in docs
@@ -26,8 +25,7 @@ def test_pilot_records_carry_their_recipe_and_are_not_the_committed_ones():
     assert not committed & {r["record_id"] for r in pilot}
 
 
-def test_p2_verdicts_in_the_docs_come_from_its_records(monkeypatch):
-    monkeypatch.setenv("RELABEL_PUBLISHED", str(ROOT / "results"))
+def test_p2_verdicts_in_the_docs_come_from_its_records():
     lines = verdicts("P2")
     docs = (ROOT / "docs" / "mini-world.md").read_text()
     assert lines[0].startswith("1. speed") and "105.8 s" in lines[0] and "-> met" in lines[0] and "105.8 s" in docs
